@@ -1,0 +1,7 @@
+"""Models of the book; each registers itself by name for the CLI and for checkpoints."""
+
+from dislib.models.base import MODELS, Budget, Codes, Disentangler, Model
+from dislib.models.gan import GAN, GANConfig
+from dislib.models.vae import VAE, VAEConfig
+
+__all__ = ["MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "VAE", "VAEConfig"]

@@ -1,0 +1,202 @@
+"""The interface every model of the book implements, its budgets, and its checkpoints.
+
+A model owns its networks *and* its optimizers, so that ``train_step`` can read like the
+paper's algorithm box (GANs alternate between players inside one step). The training loop
+(:func:`dislib.train.fit`) only samples batches, calls ``train_step`` and keeps the books.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from dislib.data.base import ImageDataset
+
+MODELS: dict[str, type["Model"]] = {}
+
+
+def register(cls: type["Model"]) -> type["Model"]:
+    """Class decorator: make a model reachable by its ``name`` (CLI, checkpoints)."""
+    MODELS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: a number of optimisation steps on batches of a given size.
+
+    ``train_size`` keeps only the first images of the training set (smoke runs); ``eval_size``
+    caps the test images used by the periodic evaluation.
+    """
+
+    steps: int
+    batch_size: int
+    eval_every: int
+    train_size: int | None = None
+    eval_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Fields every model config starts with: the shape of the images and the class count."""
+
+    image_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+
+
+class Codes(NamedTuple):
+    """What ``encode`` returns: the specified code, the unspecified code and its log-variance.
+
+    ``specified`` is the part tied to the label (or the reference set); ``unspecified`` the rest
+    (the posterior mean where the code is stochastic), ``unspecified_logvar`` its log-variance or
+    ``None`` for a deterministic code.
+    """
+
+    specified: Tensor | None
+    unspecified: Tensor
+    unspecified_logvar: Tensor | None = None
+
+
+class Model(nn.Module):
+    """Base class: configuration, optimizers, batches, a training step and an evaluation.
+
+    Subclasses set ``name``, ``Config`` and ``BUDGETS`` and implement :meth:`train_step` and
+    :meth:`evaluate`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    BUDGETS: ClassVar[dict[str, Budget]]
+    PRESETS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # construction -----------------------------------------------------------------------
+    @classmethod
+    def for_dataset(cls, data: ImageDataset, preset: str | None = None, **overrides: Any) -> "Model":
+        """Build the model for ``data``: the named preset (default: the dataset's own, if any),
+        with the image shape and class count taken from the data, then ``overrides``."""
+        base = cls.PRESETS.get(preset or data.name, cls.Config())
+        if preset is not None and preset not in cls.PRESETS:
+            raise KeyError(f"{cls.name} has no preset {preset!r}; presets: {sorted(cls.PRESETS)}")
+        channels, height, width = data.image_shape
+        if height != width:
+            raise ValueError(f"{cls.name} needs square images, got {height}x{width}")
+        shape = dict(image_channels=channels, image_size=height, num_classes=data.num_classes)
+        return cls(dataclasses.replace(base, **{**shape, **overrides}))
+
+    @classmethod
+    def budget(cls, name: str) -> Budget:
+        """The named budget (``"smoke"`` or ``"full"``) of this model."""
+        return cls.BUDGETS[name]
+
+    # training ---------------------------------------------------------------------------
+    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Turn the indices the loop drew into a batch; pair/triplet models draw partners here."""
+        return {"x": data.images[indices], "y": data.labels[indices]}
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns each loss term as a float."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageDataset) -> dict[str, float]:
+        """Metrics on held-out data (called in eval mode by the loop)."""
+        raise NotImplementedError
+
+    # validation -------------------------------------------------------------------------
+    def check_images(self, x: Tensor) -> None:
+        """Raise a clear error if ``x`` is not a batch of images this model was built for."""
+        c, s = self.config.image_channels, self.config.image_size
+        if x.ndim != 4 or x.shape[1:] != (c, s, s):
+            raise ValueError(
+                f"{self.name} expects images of shape [N, {c}, {s}, {s}], got {tuple(x.shape)}; "
+                f"build the model with {type(self).__name__}.for_dataset(data) to match your data"
+            )
+
+    def check_labels(self, y: Tensor) -> None:
+        """Raise a clear error if labels are not integers in ``[0, num_classes)``."""
+        k = self.config.num_classes
+        if y.dtype != torch.long or y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+            lo, hi = (int(y.min()), int(y.max())) if y.numel() else (0, 0)
+            raise ValueError(f"{self.name} expects int64 labels in [0, {k}), got {y.dtype} in [{lo}, {hi}]")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # checkpoints ------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model and continue training it."""
+        return {
+            "model": self.name,
+            "config": dataclasses.asdict(self.config),
+            "weights": self.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+        }
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Load weights and optimizer states, after checking the checkpoint is one of ours."""
+        if checkpoint.get("model") != self.name:
+            raise ValueError(
+                f"this checkpoint holds a {checkpoint.get('model')!r} model, not {self.name!r}: "
+                f"load it with dislib.load_model(run_dir), or train a {self.name} first"
+            )
+        mine = dataclasses.asdict(self.config)
+        if checkpoint["config"] != mine:
+            diff = {k: (checkpoint["config"].get(k), v) for k, v in mine.items() if checkpoint["config"].get(k) != v}
+            raise ValueError(
+                f"this checkpoint was trained with another configuration (checkpoint, model): {diff}; "
+                "build the model from the checkpoint's config or start a new run directory"
+            )
+        self.load_state_dict(checkpoint["weights"])
+        for k, state in checkpoint["optimizers"].items():
+            self.optimizers[k].load_state_dict(state)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "Model":
+        """Rebuild a model (of any registered class) from :meth:`checkpoint`'s output."""
+        name = checkpoint.get("model")
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r} in checkpoint; known models: {sorted(MODELS)}")
+        model_cls = MODELS[name]
+        model = model_cls(model_cls.Config(**checkpoint["config"]))
+        model.restore(checkpoint)
+        return model
+
+
+class Disentangler(Model):
+    """A model with two codes: ``encode`` splits an image, ``decode`` puts any pair back.
+
+    Swap grids, interpolations, sliders and probes use only these two methods.
+    """
+
+    specified_dim: int
+    unspecified_dim: int
+
+    def encode(self, x: Tensor) -> Codes:
+        raise NotImplementedError
+
+    def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
+        """Images in ``[0, 1]`` from a specified and an unspecified code."""
+        raise NotImplementedError
+
+    def check_codes(self, specified: Tensor | None, unspecified: Tensor) -> None:
+        """Raise a clear error if the codes given to ``decode`` have the wrong size."""
+        for what, code, dim in (("specified", specified, self.specified_dim), ("unspecified", unspecified, self.unspecified_dim)):
+            if dim == 0:
+                if code is not None:
+                    raise ValueError(f"{self.name} has no {what} code: pass None")
+            elif code is None or code.ndim != 2 or code.shape[1] != dim:
+                got = None if code is None else tuple(code.shape)
+                raise ValueError(f"{self.name}.decode expects a {what} code of shape [N, {dim}], got {got}")

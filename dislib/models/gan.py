@@ -1,0 +1,144 @@
+"""DCGAN (Radford et al. 2016) and its class-conditional form (Mirza & Osindero 2014).
+
+The generator is the VAE's decoder block fed with noise (and a label embedding); the
+discriminator is the encoder block with LeakyReLU, ending in one logit. The conditional
+discriminator adds one learned per-class bias to each layer's feature maps, the same
+conditioning Mathieu et al. (2016) use for their adversary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dislib import losses
+from dislib.data.base import ImageDataset
+from dislib.models.base import Budget, ImageConfig, Model, register
+from dislib.nn import ConvDecoder, ConvEncoder
+
+
+@dataclass(frozen=True)
+class GANConfig(ImageConfig):
+    """Settings of :class:`GAN`; the optimiser values are DCGAN's (Adam, lr 2e-4, beta1 0.5)."""
+
+    latent_dim: int = 32
+    conditional: bool = False
+    label_dim: int = 16
+    generator_loss: str = "nonsaturating"
+    generator_widths: tuple[int, ...] = (128, 64, 32)
+    discriminator_widths: tuple[int, ...] = (32, 64, 128)
+    lr: float = 2e-4
+    beta1: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.generator_loss not in ("nonsaturating", "minimax"):
+            raise ValueError(f"generator_loss must be 'nonsaturating' or 'minimax', got {self.generator_loss!r}")
+
+
+class Discriminator(nn.Module):
+    """``D(x[, y])``: a strided convolution stack and a linear layer to one logit per image."""
+
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__()
+        c = config
+        classes = c.num_classes if c.conditional else 0
+        self.features = ConvEncoder(c.image_channels, c.image_size, c.discriminator_widths, "leaky_relu", num_classes=classes)
+        self.logit = nn.Linear(self.features.out_features, 1)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.logit(self.features(x, labels)).squeeze(1)
+
+
+@register
+class GAN(Model):
+    """A generator ``G(z[, y])`` and a discriminator ``D(x[, y])`` trained against each other."""
+
+    name = "gan"
+    Config = GANConfig
+    BUDGETS = {
+        "smoke": Budget(steps=40, batch_size=64, eval_every=20, train_size=2_048, eval_size=512),
+        "full": Budget(steps=2_500, batch_size=64, eval_every=500),
+    }
+    PRESETS = {"mnist": GANConfig(), "mnist-conditional": GANConfig(conditional=True)}
+
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.label_embedding = nn.Embedding(c.num_classes, c.label_dim) if c.conditional else None
+        extra = c.label_dim if c.conditional else 0
+        self.generator = ConvDecoder(c.latent_dim + extra, c.image_channels, c.image_size, c.generator_widths)
+        self.discriminator = Discriminator(c)
+        g_params = list(self.generator.parameters())
+        if self.label_embedding is not None:
+            g_params += list(self.label_embedding.parameters())
+        self.optimizers["generator"] = torch.optim.Adam(g_params, lr=c.lr, betas=(c.beta1, 0.999))
+        self.optimizers["discriminator"] = torch.optim.Adam(
+            self.discriminator.parameters(), lr=c.lr, betas=(c.beta1, 0.999)
+        )
+
+    def _labels(self, labels: Tensor | None) -> Tensor | None:
+        if not self.config.conditional:
+            return None
+        if labels is None:
+            raise ValueError("a conditional GAN needs labels: generate(z, labels)")
+        self.check_labels(labels)
+        return labels
+
+    def generate(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images in ``[0, 1]`` from noise ``z`` ``[N, latent_dim]`` (and labels, when conditional)."""
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(f"z must have shape [N, {self.config.latent_dim}], got {tuple(z.shape)}")
+        labels = self._labels(labels)
+        h = z if labels is None else torch.cat([z, self.label_embedding(labels)], 1)
+        return torch.sigmoid(self.generator(h))
+
+    def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
+        """Images from ``z ~ N(0, I)``."""
+        return self.generate(torch.randn(n, self.config.latent_dim, device=self.device), labels)
+
+    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        batch = super().make_batch(data, indices, generator)
+        self.check_images(batch["x"])
+        return batch
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
+        x = batch["x"]
+        y = batch["y"] if self.config.conditional else None
+        fake = self.sample(len(x), y)
+
+        d_real, d_fake = self.discriminator(x, y), self.discriminator(fake.detach(), y)
+        d_loss = losses.discriminator_loss(d_real, d_fake).mean()
+        self._step("discriminator", d_loss)
+
+        g_logits = self.discriminator(fake, y)
+        if self.config.generator_loss == "nonsaturating":
+            g_loss = losses.generator_loss_nonsaturating(g_logits).mean()
+        else:
+            g_loss = losses.generator_loss_minimax(g_logits).mean()
+        self._step("generator", g_loss)
+        return {
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            "D(x)": torch.sigmoid(d_real).mean().item(),
+            "D(G(z))": torch.sigmoid(d_fake).mean().item(),
+        }
+
+    def _step(self, player: str, loss: Tensor) -> None:
+        opt = self.optimizers[player]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:
+        """The discriminator's mean belief on held-out real images and on as many samples."""
+        real, fake = 0.0, 0.0
+        for i in range(0, len(data), batch_size):
+            x = data.images[i : i + batch_size]
+            y = data.labels[i : i + batch_size] if self.config.conditional else None
+            real += torch.sigmoid(self.discriminator(x, y)).float().sum().item()
+            fake += torch.sigmoid(self.discriminator(self.sample(len(x), y), y)).float().sum().item()
+        return {"test_D(x)": real / len(data), "test_D(G(z))": fake / len(data)}
