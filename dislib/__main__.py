@@ -1,0 +1,115 @@
+"""Command line: ``python -m dislib train | evaluate | bench``.
+
+Examples
+--------
+``python -m dislib train vae --dataset mnist --budget full --out runs/vae-mnist``
+``python -m dislib evaluate runs/vae-mnist``
+``python -m dislib bench``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dislib import data, settings
+from dislib.data.base import ImageDataset
+from dislib.models import MODELS
+from dislib.train import fit, load_model
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train a model on a dataset for a budget; write the run directory; return its metrics."""
+    model_cls = MODELS[args.model]
+    train_data = data.load(args.dataset, "train")
+    test_data = data.load(args.dataset, "test")
+    settings.seed_everything(args.seed)
+    model = model_cls.for_dataset(train_data, args.preset)
+    out = Path(args.out or f"runs/{args.model}-{args.dataset}")
+    fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
+        resume=not args.restart)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Re-evaluate a trained run on its dataset's test split."""
+    model = load_model(args.run, args.device)
+    run = json.loads((Path(args.run) / "run.json").read_text())
+    test = data.load(run["dataset"], "test").subset(slice(0, args.limit)).to(model.device)
+    with torch.no_grad():
+        return {"model": run["model"], "dataset": run["dataset"], **model.evaluate(test)}
+
+
+def bench(args: argparse.Namespace) -> dict:
+    """Training throughput (images per second through ``train_step``) of every model."""
+    dev = settings.device(args.device)
+    settings.seed_everything(0)
+    n = 20 * args.batch_size
+    synthetic = ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "synthetic-mnist").to(dev)
+    results = {}
+    for name, model_cls in sorted(MODELS.items()):
+        model = model_cls.for_dataset(synthetic).to(dev).train()
+        generator = torch.Generator().manual_seed(0)
+        times = []
+        for step in range(args.warmup + args.steps):
+            indices = torch.randperm(n, generator=generator)[: args.batch_size].to(dev)
+            batch = model.make_batch(synthetic, indices, generator)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                model.train_step(batch)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if step >= args.warmup:
+                times.append(time.perf_counter() - start)
+        results[name] = {"images_per_second": round(args.batch_size * len(times) / sum(times), 1),
+                         "batch_size": args.batch_size, "image_shape": [1, 28, 28]}
+    return {"device": str(dev), "threads": torch.get_num_threads(), "models": results}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dislib", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model; writes checkpoint.pt, run.json and metrics.json")
+    t.add_argument("model", choices=sorted(MODELS))
+    t.add_argument("--dataset", required=True, choices=data.names())
+    t.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
+    t.add_argument("--preset", default=None, help="named configuration (default: the dataset's own)")
+    t.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    t.set_defaults(handler=train)
+    e = sub.add_parser("evaluate", help="print a trained run's test metrics as JSON")
+    e.add_argument("run", help="run directory written by `train`")
+    e.add_argument("--limit", type=int, default=10_000, help="number of test images")
+    e.add_argument("--device", default=None)
+    e.set_defaults(handler=evaluate)
+    b = sub.add_parser("bench", help="print each model's training throughput as JSON")
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--batch-size", type=int, default=64)
+    b.add_argument("--device", default=None)
+    b.set_defaults(handler=bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

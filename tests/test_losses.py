@@ -1,0 +1,52 @@
+"""Each loss against a closed form or a value computed by hand."""
+
+import math
+
+import torch
+
+from dislib import losses
+
+
+def test_kl_is_zero_at_the_prior_and_matches_the_closed_form():
+    zero = losses.kl_normal_standard(torch.zeros(3, 4), torch.zeros(3, 4))
+    assert torch.allclose(zero, torch.zeros(3))
+    mu, logvar = torch.tensor([[1.0, -2.0]]), torch.tensor([[math.log(4.0), 0.0]])
+    # 0.5 * [(4 + 1 - 1 - log 4) + (1 + 4 - 1 - 0)]
+    expected = 0.5 * ((4 + 1 - 1 - math.log(4)) + 4)
+    assert torch.allclose(losses.kl_normal_standard(mu, logvar), torch.tensor([expected]))
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(5, 7), torch.randn(5, 7)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(5, 7), torch.ones(5, 7))
+    assert torch.allclose(losses.kl_normal_standard(mu, logvar), torch.distributions.kl_divergence(q, p).sum(1), atol=1e-5)
+
+
+def test_bernoulli_nll_by_hand():
+    logits = torch.tensor([[[[0.0, 2.0]]]])
+    x = torch.tensor([[[[1.0, 0.0]]]])
+    expected = -math.log(0.5) - math.log(1 - 1 / (1 + math.exp(-2.0)))
+    assert torch.allclose(losses.bernoulli_nll(logits, x), torch.tensor([expected]))
+
+
+def test_gaussian_nll_matches_torch_distributions():
+    mean, x = torch.rand(2, 1, 3, 3), torch.rand(2, 1, 3, 3)
+    expected = -torch.distributions.Normal(mean, 0.1).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(losses.gaussian_nll(mean, x, 0.1), expected, atol=1e-4)
+
+
+def test_gan_losses_by_hand():
+    real, fake = torch.tensor([0.0, 3.0]), torch.tensor([0.0, -1.0])
+    sigmoid = torch.sigmoid
+    expected_d = -torch.log(sigmoid(real)) - torch.log(1 - sigmoid(fake))
+    assert torch.allclose(losses.discriminator_loss(real, fake), expected_d, atol=1e-6)
+    assert torch.allclose(losses.generator_loss_nonsaturating(fake), -torch.log(sigmoid(fake)), atol=1e-6)
+    assert torch.allclose(losses.generator_loss_minimax(fake), torch.log(1 - sigmoid(fake)), atol=1e-6)
+
+
+def test_minimax_generator_loss_saturates_where_nonsaturating_does_not():
+    fake = torch.tensor([-8.0], requires_grad=True)  # D(G(z)) ~ 3e-4: the discriminator wins
+    (g_minimax,) = torch.autograd.grad(losses.generator_loss_minimax(fake).sum(), fake)
+    (g_ns,) = torch.autograd.grad(losses.generator_loss_nonsaturating(fake).sum(), fake)
+    assert abs(g_minimax.item()) < 1e-3 < abs(g_ns.item())
