@@ -103,7 +103,15 @@ class Model(nn.Module):
     # training ---------------------------------------------------------------------------
     def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         """Turn the indices the loop drew into a batch; pair/triplet models draw partners here."""
+        self.check_images(data.images[:1])
         return {"x": data.images[indices], "y": data.labels[indices]}
+
+    def optimizer_step(self, optimizer: str, loss: Tensor) -> None:
+        """Back-propagate ``loss`` and step the named optimizer (gradients zeroed first)."""
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One optimisation step on ``batch``; returns each loss term as a float."""

@@ -98,11 +98,6 @@ class GAN(Model):
         """Images from ``z ~ N(0, I)``."""
         return self.generate(torch.randn(n, self.config.latent_dim, device=self.device), labels)
 
-    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        batch = super().make_batch(data, indices, generator)
-        self.check_images(batch["x"])
-        return batch
-
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
         x = batch["x"]
@@ -111,26 +106,20 @@ class GAN(Model):
 
         d_real, d_fake = self.discriminator(x, y), self.discriminator(fake.detach(), y)
         d_loss = losses.discriminator_loss(d_real, d_fake).mean()
-        self._step("discriminator", d_loss)
+        self.optimizer_step("discriminator", d_loss)
 
         g_logits = self.discriminator(fake, y)
         if self.config.generator_loss == "nonsaturating":
             g_loss = losses.generator_loss_nonsaturating(g_logits).mean()
         else:
             g_loss = losses.generator_loss_minimax(g_logits).mean()
-        self._step("generator", g_loss)
+        self.optimizer_step("generator", g_loss)
         return {
             "d_loss": d_loss.item(),
             "g_loss": g_loss.item(),
             "D(x)": torch.sigmoid(d_real).mean().item(),
             "D(G(z))": torch.sigmoid(d_fake).mean().item(),
         }
-
-    def _step(self, player: str, loss: Tensor) -> None:
-        opt = self.optimizers[player]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
     @torch.no_grad()
     def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:

@@ -109,19 +109,11 @@ class VAE(Disentangler):
             reconstruction = losses.gaussian_nll(torch.sigmoid(logits), x, self.config.observation_std)
         return {"reconstruction": reconstruction, "kl": losses.kl_normal_standard(mu, logvar)}
 
-    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        batch = super().make_batch(data, indices, generator)
-        self.check_images(batch["x"])
-        return batch
-
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Maximise the ELBO by one Adam step (Kingma & Welling 2014, Algorithm 1)."""
         terms = self.negative_elbo(batch["x"], batch["y"] if self.config.conditional else None)
         loss = (terms["reconstruction"] + self.config.beta * terms["kl"]).mean()
-        opt = self.optimizers["vae"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimizer_step("vae", loss)
         return {"loss": loss.item(), **{k: v.mean().item() for k, v in terms.items()}}
 
     @torch.no_grad()
