@@ -12,12 +12,18 @@ from typing import Any, Callable
 from dislib import settings
 from dislib.data.base import ImageDataset
 from dislib.data.mnist import DatasetNotFound, load_mnist
+from dislib.data.lpc import load_lpc_sprites
+from dislib.data.norb import load_norb
+from dislib.data.yaleb import load_yaleb
 
 SPLITS = ("train", "test")
 
 _LOADERS: dict[str, Callable[..., Any]] = {
     "mnist": lambda split, root, **kw: load_mnist("mnist", split, root, **kw),
     "fashion-mnist": lambda split, root, **kw: load_mnist("fashion-mnist", split, root, **kw),
+    "lpc-sprites": load_lpc_sprites,
+    "norb": load_norb,
+    "yaleb": load_yaleb,
 }
 
 
