@@ -59,9 +59,14 @@ class GAN(Model):
     Config = GANConfig
     BUDGETS = {
         "smoke": Budget(steps=40, batch_size=64, eval_every=20, train_size=2_048, eval_size=512),
-        "full": Budget(steps=2_500, batch_size=64, eval_every=500),
+        "full": Budget(steps=5_000, batch_size=64, eval_every=500),
     }
-    PRESETS = {"mnist": GANConfig(), "mnist-conditional": GANConfig(conditional=True)}
+    PRESETS = {
+        "mnist": GANConfig(generator_widths=(64, 32, 16), discriminator_widths=(16, 32, 64)),
+        "mnist-conditional": GANConfig(
+            conditional=True, generator_widths=(64, 32, 16), discriminator_widths=(16, 32, 64)
+        ),
+    }
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__(config)

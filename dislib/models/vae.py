@@ -48,12 +48,12 @@ class VAE(Disentangler):
     Config = VAEConfig
     BUDGETS = {
         "smoke": Budget(steps=40, batch_size=64, eval_every=20, train_size=2_048, eval_size=512),
-        "full": Budget(steps=1_500, batch_size=128, eval_every=300),
+        "full": Budget(steps=1_000, batch_size=128, eval_every=250),
     }
     PRESETS = {
-        "mnist": VAEConfig(latent_dim=16),
-        "mnist-2d": VAEConfig(latent_dim=2),
-        "mnist-conditional": VAEConfig(latent_dim=2, conditional=True),
+        "mnist": VAEConfig(latent_dim=16, widths=(16, 32, 64)),
+        "mnist-2d": VAEConfig(latent_dim=2, widths=(16, 32, 64)),
+        "mnist-conditional": VAEConfig(latent_dim=2, conditional=True, widths=(16, 32, 64)),
     }
 
     def __init__(self, config: VAEConfig) -> None:
