@@ -12,6 +12,8 @@ from typing import Any, Callable
 from dislib import settings
 from dislib.data.base import ImageDataset
 from dislib.data.mnist import DatasetNotFound, load_mnist
+from dislib.data.moons import PointDataset, load_three_moons
+from dislib.data.sprites import load_sprites
 from dislib.data.lpc import load_lpc_sprites
 from dislib.data.norb import load_norb
 from dislib.data.yaleb import load_yaleb
@@ -24,6 +26,8 @@ _LOADERS: dict[str, Callable[..., Any]] = {
     "lpc-sprites": load_lpc_sprites,
     "norb": load_norb,
     "yaleb": load_yaleb,
+    "sprites": load_sprites,
+    "three-moons": load_three_moons,
 }
 
 
@@ -50,4 +54,4 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     return _LOADERS[name](split, settings.data_root(root), **options)
 
 
-__all__ = ["DatasetNotFound", "ImageDataset", "load", "names"]
+__all__ = ["DatasetNotFound", "ImageDataset", "PointDataset", "load", "names"]
