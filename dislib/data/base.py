@@ -8,6 +8,16 @@ import torch
 from torch import Tensor
 
 
+def check_labels(name: str, labels: Tensor, n: int, num_classes: int) -> None:
+    """Raise a clear error unless ``labels`` has shape ``[n]`` and values in ``[0, num_classes)``."""
+    if labels.shape != (n,):
+        raise ValueError(f"dataset {name!r}: labels must have shape ({n},), got {tuple(labels.shape)}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"dataset {name!r}: labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]"
+        )
+
+
 @dataclass
 class ImageDataset(torch.utils.data.Dataset):
     """Images with class labels and, where known, ground-truth factors of variation.
@@ -50,13 +60,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise ValueError(
                 f"dataset {self.name!r}: images must be [N, C, H, W], got shape {tuple(self.images.shape)}"
             )
-        if self.labels.shape != (n,):
-            raise ValueError(f"dataset {self.name!r}: labels must have shape ({n},), got {tuple(self.labels.shape)}")
-        if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
-            raise ValueError(
-                f"dataset {self.name!r}: labels must lie in [0, {self.num_classes}), "
-                f"got [{int(self.labels.min())}, {int(self.labels.max())}]"
-            )
+        check_labels(self.name, self.labels, n, self.num_classes)
         if self.factors is not None and (self.factors.ndim != 2 or len(self.factors) != n):
             raise ValueError(f"dataset {self.name!r}: factors must be [N, F] with N = {n}")
 

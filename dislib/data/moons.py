@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dislib.data.base import check_labels
+
 SPLIT_STREAMS = {"train": 0, "test": 1}
 INTERVAL = 2.2
 
@@ -48,13 +50,7 @@ class PointDataset(torch.utils.data.Dataset):
             raise ValueError(f"dataset {self.name!r} is empty: ask for at least one point (n >= 1)")
         if self.points.ndim != 2:
             raise ValueError(f"dataset {self.name!r}: points must be [N, D], got shape {tuple(self.points.shape)}")
-        if self.labels.shape != (n,):
-            raise ValueError(f"dataset {self.name!r}: labels must have shape ({n},), got {tuple(self.labels.shape)}")
-        if self.labels.min() < 0 or self.labels.max() >= self.num_classes:
-            raise ValueError(
-                f"dataset {self.name!r}: labels must lie in [0, {self.num_classes}), "
-                f"got [{int(self.labels.min())}, {int(self.labels.max())}]"
-            )
+        check_labels(self.name, self.labels, n, self.num_classes)
 
     def __len__(self) -> int:
         return len(self.points)
