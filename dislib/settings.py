@@ -7,6 +7,8 @@ data root          ``DISLIB_DATA``  ``data/`` of the checkout (else ``./data``)
 budget             ``DISLIB_BUDGET`` ``full``
 downloads allowed  ``DISLIB_DOWNLOAD`` ``1`` (set ``0`` to never touch the network)
 device             ``DISLIB_DEVICE`` ``auto``: CUDA when present, else CPU
+cache              ``DISLIB_CACHE``  composed datasets (lpc-sprites) cached under the data
+                                    root when it is writable, else not cached
 =================  ===============  ==============================================
 """
 
