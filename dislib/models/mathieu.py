@@ -1,0 +1,280 @@
+"""Mathieu et al. (2016), "Disentangling factors of variation in deep representations using
+adversarial training".
+
+An encoder splits an image into a deterministic *specified* code ``s`` (what the label is about)
+and a Gaussian posterior over an *unspecified* code ``z`` (everything else). The decoder is a
+conditional VAE decoder ``p(x | z, s)``. Two things push the label's information into ``s``:
+
+* ``x1`` is reconstructed both from its own ``s1`` and from ``s1'`` of another image of the same
+  class (the bound of Eq. 4, twice), so ``s`` can only hold what a class shares;
+* ``Dec(z1, s2)`` must pass a class-conditional discriminator as an image of class ``id2``
+  (the adversarial term of Eq. 5), so ``z1`` must not carry ``x1``'s class.
+
+The training step follows Algorithm 1 of the supplement, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dislib import evaluate, losses
+from dislib.data import samplers
+from dislib.data.base import ImageDataset
+from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
+from dislib.models.gan import Discriminator, GANConfig
+from dislib.nn import ConvDecoder, ConvEncoder, GaussianHead, reparameterize
+
+
+@dataclass(frozen=True)
+class MathieuConfig(ImageConfig):
+    """Settings of :class:`Mathieu`.
+
+    Parameters
+    ----------
+    specified_dim, unspecified_dim
+        Sizes of ``s`` and ``z`` (paper: 16/16 for MNIST, 64/512 for Sprites).
+    widths, discriminator_widths
+        Channels of the three 5x5 stride-2 convolutions of the encoder (mirrored by the decoder)
+        and of the discriminator.
+    reconstruction_weight, swap_reconstruction_weight
+        Weights of ``-log p(x1 | z1, s1)`` and ``-log p(x1 | z1, s1')`` (both in nats per image).
+    kl_weight
+        Weight of ``KL(q(z|x1) || N(0, I))``; 1 is the bound of Eq. 4.
+    adversarial_weight
+        ``lambda`` of Eq. 5, the weight of the generator's adversarial loss on ``Dec(z1, s2)``.
+    prior_adversarial
+        Also judge ``Dec(z ~ N(0, I), s2)`` as class ``id2`` (Algorithm 1 has it; the authors'
+        code leaves it off by default, and so do we).
+    generator_steps
+        Stabilising option (from a PyTorch reimplementation, not the paper): generator steps per
+        adversary step; the paper's Algorithm 1 is 1.
+    adversary_accuracy_cap
+        Stabilising option (same source): skip the adversary's update while its accuracy on the
+        current batch is above this value; ``None`` (the paper) always updates.
+    mismatched_negatives
+        Option not in the paper: also show the adversary real images with a wrong label,
+        ``(x1, id2)`` where ``id1 != id2``, as negatives (the matching-aware discriminator of
+        Reed et al. 2016), so that it must check the class and not only realism.
+    lr, beta1, adversary_lr
+        Adam for the encoder/decoder and for the adversary.
+    """
+
+    specified_dim: int = 16
+    unspecified_dim: int = 16
+    widths: tuple[int, ...] = (16, 32, 64)
+    discriminator_widths: tuple[int, ...] = (32, 64, 128)
+    reconstruction_weight: float = 1.0
+    swap_reconstruction_weight: float = 1.0
+    kl_weight: float = 1.0
+    adversarial_weight: float = 10.0
+    prior_adversarial: bool = False
+    generator_steps: int = 1
+    adversary_accuracy_cap: float | None = None
+    mismatched_negatives: bool = False
+    lr: float = 1e-3
+    beta1: float = 0.5
+    adversary_lr: float = 2e-4
+
+    def __post_init__(self) -> None:
+        if self.specified_dim < 1 or self.unspecified_dim < 1:
+            raise ValueError(f"code sizes must be positive, got s={self.specified_dim}, z={self.unspecified_dim}")
+        if self.adversarial_weight < 0 or self.kl_weight < 0:
+            raise ValueError("adversarial_weight (lambda) and kl_weight must be non-negative")
+        if self.generator_steps < 1:
+            raise ValueError(f"generator_steps must be >= 1, got {self.generator_steps}")
+
+
+def conditional_bound(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> dict[str, Tensor]:
+    r"""The two terms of the conditional model's variational upper bound, per image, in nats (Eq. 4).
+
+    .. math::
+        \underbrace{\mathbb E_{q(z|x)}\big[-\log p_\theta(x \mid z, s)\big]}_{\text{reconstruction}}
+        + \underbrace{\mathrm{KL}\big(q(z \mid x)\,\|\,\mathcal N(0, I)\big)}_{\text{kl}}
+
+    ``logits`` are the decoder's Bernoulli logits for ``Dec(z, s)`` at one sample ``z ~ q(z|x)``.
+    """
+    return {"reconstruction": losses.bernoulli_nll(logits, x), "kl": losses.kl_normal_standard(mu, logvar)}
+
+
+def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tensor:
+    r"""The encoder/decoder objective of Eq. 5 with the swap of Algorithm 1, per image.
+
+    .. math::
+        w_r\,\big[-\log p(x_1 \mid z_1, s_1)\big] + w_{r'}\,\big[-\log p(x_1 \mid z_1, s'_1)\big]
+        + \beta\,\mathrm{KL}\big(q(z\mid x_1)\,\|\,\mathcal N(0,I)\big)
+        + \lambda\,\big[-\log \mathrm{Adv}(\mathrm{Dec}(z_1, s_2), id_2)\big]
+
+    The last term is :math:`\lambda L_{gan}` with the non-saturating generator loss
+    (:func:`dislib.losses.generator_loss_nonsaturating`); with ``prior_adversarial`` the same term
+    for ``Dec(z ~ N(0, I), s2)`` is added with the same weight.
+    """
+    c = config
+    total = (
+        c.reconstruction_weight * terms["reconstruction"]
+        + c.swap_reconstruction_weight * terms["swap_reconstruction"]
+        + c.kl_weight * terms["kl"]
+        + c.adversarial_weight * terms["adversarial"]
+    )
+    if "prior_adversarial" in terms:
+        total = total + c.adversarial_weight * terms["prior_adversarial"]
+    return total
+
+
+class Adversary(Discriminator):
+    """``Adv(x, id)``: the class-conditional DCGAN discriminator of :mod:`dislib.models.gan`.
+
+    Three 5x5 stride-2 convolutions with batch norm and LeakyReLU(0.2); the label enters through
+    three separate embedding tables added at the first three layers.
+    """
+
+    def __init__(self, config: MathieuConfig) -> None:
+        c = config
+        super().__init__(GANConfig(
+            image_channels=c.image_channels, image_size=c.image_size, num_classes=c.num_classes,
+            conditional=True, discriminator_widths=c.discriminator_widths,
+        ))
+
+
+@register
+class Mathieu(Disentangler):
+    """Encoder ``Enc(x) = (s, (mu, logvar))``, decoder ``Dec(z, s)``, adversary ``Adv(x, id)``.
+
+    The decoder passes ``s`` and ``z`` each through a fully connected layer and adds the results;
+    a sum of two linear maps is one linear map of the concatenation ``[s, z]``, so that merge is
+    the first (fully connected) layer of :class:`~dislib.nn.ConvDecoder` fed with ``[s, z]``.
+    """
+
+    name = "mathieu"
+    Config = MathieuConfig
+    BUDGETS = {
+        "smoke": Budget(steps=30, batch_size=32, eval_every=30, train_size=1_024, eval_size=400),
+        "full": Budget(steps=2_500, batch_size=64, eval_every=500, eval_size=2_000),
+    }
+    PRESETS = {
+        "mnist": MathieuConfig(reconstruction_weight=0.5, kl_weight=4.0, adversarial_weight=30.0),
+        "sprites": MathieuConfig(specified_dim=64, unspecified_dim=512, widths=(64, 128, 256),
+                                 discriminator_widths=(64, 128, 256)),
+        "sprites-laptop": MathieuConfig(specified_dim=32, unspecified_dim=32, reconstruction_weight=0.5, kl_weight=4.0,
+                                        adversarial_weight=30.0),
+    }
+
+    def __init__(self, config: MathieuConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.specified_dim = c.specified_dim
+        self.unspecified_dim = c.unspecified_dim
+        self.trunk = ConvEncoder(c.image_channels, c.image_size, c.widths)
+        self.specified_head = nn.Linear(self.trunk.out_features, c.specified_dim)
+        self.unspecified_head = GaussianHead(self.trunk.out_features, c.unspecified_dim)
+        self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
+        self.adversary = Adversary(c)
+        self._class_index: samplers.ClassIndex | None = None
+        autoencoder = [p for name, p in self.named_parameters() if not name.startswith("adversary.")]
+        self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=(c.beta1, 0.999))
+        self.optimizers["adversary"] = torch.optim.Adam(
+            self.adversary.parameters(), lr=c.adversary_lr, betas=(c.beta1, 0.999)
+        )
+
+    # the shared interface ------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Codes:
+        """``Enc(x) = (f_s(x), f_z(x))``: the specified code and ``q(z|x)``'s mean and log-variance."""
+        self.check_images(x)
+        h = self.trunk(x)
+        mu, logvar = self.unspecified_head(h)
+        return Codes(self.specified_head(h), mu, logvar)
+
+    def decoder_logits(self, specified: Tensor, unspecified: Tensor) -> Tensor:
+        """Bernoulli logits of ``p(x | z, s)``."""
+        self.check_codes(specified, unspecified)
+        return self.decoder(torch.cat([specified, unspecified], 1))
+
+    def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
+        return torch.sigmoid(self.decoder_logits(specified, unspecified))
+
+    def sample(self, specified: Tensor) -> Tensor:
+        """Conditional generation: ``Dec(z, s)`` with ``z ~ N(0, I)``, one image per row of ``specified``."""
+        z = torch.randn(len(specified), self.unspecified_dim, device=specified.device)
+        return self.decode(specified, z)
+
+    # training --------------------------------------------------------------------------------
+    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Triplets (Sec. 4.3): ``x1`` (the drawn indices), ``x1'`` another image of the same class,
+        ``x2`` an image of another class."""
+        if data.num_classes != self.config.num_classes:
+            raise ValueError(
+                f"the data has {data.num_classes} classes but the adversary's label tables have "
+                f"{self.config.num_classes}: build the model with Mathieu.for_dataset(data)"
+            )
+        if self._class_index is None or self._class_index.labels is not data.labels:
+            self._class_index = samplers.ClassIndex(data.labels)
+        _, same, other = self._class_index.triplets(indices, generator)
+        batch = {
+            "x1": data.images[indices], "id1": data.labels[indices],
+            "x1_same": data.images[same],
+            "x2": data.images[other], "id2": data.labels[other],
+        }
+        self.check_images(batch["x1"])
+        return batch
+
+    def generator_terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        """The per-image terms of Algorithm 1's generator step (before weighting), and ``X~12``.
+
+        ``X~12 = Dec(z1, s2)`` is returned as images so that the adversary's step can judge it.
+        """
+        x1, id2 = batch["x1"], batch["id2"]
+        n = len(x1)
+        s, mu, logvar = self.encode(torch.cat([x1, batch["x1_same"], batch["x2"]]))
+        s1, s1_same, s2 = s.split(n)
+        mu1, logvar1 = mu[:n], logvar[:n]
+        z1 = reparameterize(mu1, logvar1)
+        x11, x11_same, x12 = self.decoder_logits(torch.cat([s1, s1_same, s2]), z1.repeat(3, 1)).split(n)
+        x12 = torch.sigmoid(x12)
+        terms = {
+            **conditional_bound(x11, x1, mu1, logvar1),
+            "swap_reconstruction": losses.bernoulli_nll(x11_same, x1),
+            "adversarial": losses.generator_loss_nonsaturating(self.adversary(x12, id2)),
+        }
+        if self.config.prior_adversarial:
+            prior = self.sample(s2)
+            terms["prior_adversarial"] = losses.generator_loss_nonsaturating(self.adversary(prior, id2))
+        return terms, x12
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Algorithm 1: train the generative model, then the adversary.
+
+        To save a forward pass, the adversary judges the swapped generation ``X~12 = Dec(z1, s2)``
+        of the (last) generator step, detached, instead of encoding a fresh pair.
+        """
+        self.adversary.requires_grad_(False)
+        for _ in range(self.config.generator_steps):
+            terms, x12 = self.generator_terms(batch)
+            self._step("autoencoder", generator_objective(terms, self.config).mean())
+        self.adversary.requires_grad_(True)
+
+        x2, id2 = batch["x2"], batch["id2"]
+        fake_logits, real_logits = self.adversary(x12.detach(), id2), self.adversary(x2, id2)
+        accuracy = 0.5 * ((fake_logits < 0).float().mean() + (real_logits > 0).float().mean())
+        adversary_loss = losses.discriminator_loss(real_logits, fake_logits).mean()
+        if self.config.mismatched_negatives:
+            wrong = batch["id1"] != id2
+            mismatched_logits = self.adversary(batch["x1"][wrong], id2[wrong])
+            adversary_loss = adversary_loss + torch.nn.functional.softplus(mismatched_logits).sum() / len(x2)
+        cap = self.config.adversary_accuracy_cap
+        if cap is None or accuracy.item() < cap:
+            self._step("adversary", adversary_loss)
+        out = {k: v.mean().item() for k, v in terms.items()}
+        return {**out, "adversary_loss": adversary_loss.item(), "adversary_accuracy": accuracy.item()}
+
+    def _step(self, part: str, loss: Tensor) -> None:
+        opt = self.optimizers[part]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def evaluate(self, data: ImageDataset) -> dict[str, float]:
+        """Table-1 style metrics on a subsample of ``data``: see :func:`dislib.evaluate.quick_metrics`."""
+        return evaluate.quick_metrics(self, data)

@@ -1,0 +1,101 @@
+"""The generic evaluation: probes, KL, swap ratio, retrieval, on a hand-made two-code model."""
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dislib import evaluate
+from dislib.data.base import ImageDataset
+from dislib.models.base import Codes, Disentangler, ImageConfig
+
+
+class Pixels(Disentangler):
+    """s = the first pixel (the class), z = all 16 pixels with log-variance 0."""
+
+    name = "pixels"
+    Config = ImageConfig
+    BUDGETS = {}
+
+    def __init__(self, uses_z: bool = True) -> None:
+        super().__init__(ImageConfig(image_channels=1, image_size=4, num_classes=2))
+        self.specified_dim, self.unspecified_dim = 1, 16
+        self.uses_z = uses_z
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def encode(self, x: Tensor) -> Codes:
+        flat = x.flatten(1)
+        return Codes(flat[:, :1], flat, torch.zeros_like(flat))
+
+    def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
+        if self.uses_z:
+            return 0.9 * unspecified.view(-1, 1, 4, 4)
+        return specified[:, :, None, None].expand(-1, 1, 4, 4)
+
+
+def pixel_data(n: int = 400, seed: int = 0) -> ImageDataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.rand(n, 1, 4, 4, generator=g)
+    images[:, 0, 0, 0] = labels.float()
+    factors = torch.stack([labels, torch.randint(0, 3, (n,), generator=g)], 1)
+    return ImageDataset(images, labels, 2, "pixels", factors, ("copy", "noise"), (2, 3))
+
+
+def test_encode_dataset_returns_cpu_codes_in_order():
+    data = pixel_data(30)
+    specified, unspecified = evaluate.encode_dataset(Pixels(), data, batch_size=7)
+    assert torch.equal(specified[:, 0], data.labels.float())
+    assert unspecified.shape == (30, 16) and unspecified.device.type == "cpu"
+
+
+def test_probe_separates_informative_from_useless_features():
+    train, test = pixel_data(400, 0), pixel_data(400, 1)
+    informative = evaluate.probe(train.labels[:, None].float(), train.labels, test.labels[:, None].float(), test.labels)
+    assert informative.test_error < 0.02
+    noise = evaluate.probe(torch.rand(400, 3), train.labels, torch.rand(400, 3), test.labels)
+    assert noise.test_error > 0.3
+    majority = int(train.labels.bincount().argmax())
+    assert noise.chance_error == pytest.approx(float((test.labels != majority).float().mean()))
+
+
+def test_probe_codes_covers_label_and_factors_from_both_codes():
+    results = evaluate.probe_codes(Pixels(), pixel_data(300, 0), pixel_data(300, 1))
+    assert set(results) == {"s", "z"} and set(results["s"]) == {"label", "copy", "noise"}
+    assert results["s"]["label"].test_error < 0.02
+    assert results["s"]["noise"].test_error > 0.4
+    mean = evaluate.mean_error(results["s"], ["label", "noise"])
+    assert mean.test_error == pytest.approx((results["s"]["label"].test_error + results["s"]["noise"].test_error) / 2)
+    with pytest.raises(KeyError, match="no target named"):
+        evaluate.probe_codes(Pixels(), pixel_data(300, 0), pixel_data(300, 1), names=("hair",))
+
+
+def test_probe_rejects_mismatched_or_tiny_inputs():
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluate.probe(torch.rand(30, 2), torch.zeros(29, dtype=torch.long), torch.rand(5, 2), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least 20"):
+        evaluate.probe(torch.rand(5, 2), torch.zeros(5, dtype=torch.long), torch.rand(5, 2), torch.zeros(5, dtype=torch.long))
+
+
+def test_kl_nats_matches_the_closed_form():
+    data = pixel_data(50)
+    expected = 0.5 * data.images.flatten(1).pow(2).sum(1).mean()
+    assert evaluate.kl_nats(Pixels(), data, batch_size=16) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_swap_ratio_is_one_when_z_is_ignored_and_large_when_it_is_used():
+    data = pixel_data(200)
+    assert evaluate.swap_ratio(Pixels(uses_z=False), data) == pytest.approx(1.0)
+    assert evaluate.swap_ratio(Pixels(uses_z=True), data) > 5.0
+
+
+def test_swap_ratio_needs_a_class_with_two_images():
+    data = pixel_data(2)
+    lonely = ImageDataset(data.images, torch.tensor([0, 1]), 2, "pixels")
+    with pytest.raises(ValueError, match="two or more images"):
+        evaluate.swap_ratio(Pixels(), lonely)
+
+
+def test_quick_metrics_is_a_flat_dict_of_floats():
+    metrics = evaluate.quick_metrics(Pixels(), pixel_data(200), size=100)
+    assert set(metrics) == {"s_accuracy", "z_accuracy", "chance_accuracy", "kl_nats", "swap_ratio"}
+    assert metrics["s_accuracy"] > 0.95 and all(isinstance(v, float) for v in metrics.values())
