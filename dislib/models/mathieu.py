@@ -251,7 +251,7 @@ class Mathieu(Disentangler):
         self.adversary.requires_grad_(False)
         for _ in range(self.config.generator_steps):
             terms, x12 = self.generator_terms(batch)
-            self._step("autoencoder", generator_objective(terms, self.config).mean())
+            self.optimizer_step("autoencoder", generator_objective(terms, self.config).mean())
         self.adversary.requires_grad_(True)
 
         x2, id2 = batch["x2"], batch["id2"]
@@ -264,15 +264,9 @@ class Mathieu(Disentangler):
             adversary_loss = adversary_loss + torch.nn.functional.softplus(mismatched_logits).sum() / len(x2)
         cap = self.config.adversary_accuracy_cap
         if cap is None or accuracy.item() < cap:
-            self._step("adversary", adversary_loss)
+            self.optimizer_step("adversary", adversary_loss)
         out = {k: v.mean().item() for k, v in terms.items()}
         return {**out, "adversary_loss": adversary_loss.item(), "adversary_accuracy": accuracy.item()}
-
-    def _step(self, part: str, loss: Tensor) -> None:
-        opt = self.optimizers[part]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
     @torch.no_grad()
     def evaluate(self, data: ImageDataset) -> dict[str, float]:
