@@ -87,3 +87,14 @@ def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
     Kept to show in the book why it saturates: its gradient vanishes when ``D(G(z))`` is near 0.
     """
     return -F.softplus(fake_logits)
+
+
+def uniform_target_cross_entropy(logits: Tensor) -> Tensor:
+    r"""Cross-entropy of a classifier's prediction to the uniform target :math:`1/C`.
+
+    .. math:: \mathcal L_{adv} = -\frac1C \sum_{k=1}^{C} \log C(k \mid z)
+
+    Zheng & Sun (2019), Eq. 5: the encoder minimises it so that a classifier reading ``z`` can do
+    no better than chance. Its minimum, :math:`\log C`, is reached by the uniform prediction.
+    """
+    return -torch.log_softmax(logits, dim=1).mean(1)

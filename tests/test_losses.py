@@ -50,3 +50,13 @@ def test_minimax_generator_loss_saturates_where_nonsaturating_does_not():
     (g_minimax,) = torch.autograd.grad(losses.generator_loss_minimax(fake).sum(), fake)
     (g_ns,) = torch.autograd.grad(losses.generator_loss_nonsaturating(fake).sum(), fake)
     assert abs(g_minimax.item()) < 1e-3 < abs(g_ns.item())
+
+
+def test_uniform_target_cross_entropy_is_log_c_at_uniform_and_larger_elsewhere():
+    uniform = losses.uniform_target_cross_entropy(torch.zeros(2, 10))
+    assert torch.allclose(uniform, torch.full((2,), math.log(10)))
+    peaked = losses.uniform_target_cross_entropy(torch.tensor([[5.0, 0.0, 0.0]]))
+    assert peaked.item() > math.log(3)
+    # by hand: -(1/3) * sum log softmax
+    logp = torch.log_softmax(torch.tensor([5.0, 0.0, 0.0]), 0)
+    assert torch.allclose(peaked, -logp.mean())

@@ -131,3 +131,15 @@ def test_presets_follow_the_paper():
     with pytest.raises(ValueError, match="non-negative"):
         MathieuConfig(adversarial_weight=-1.0)
     assert dataclasses.replace(MathieuConfig(), adversarial_weight=0.0).adversarial_weight == 0.0
+
+
+def test_label_adversary_extension_trains_its_own_classifier():
+    data = ImageDataset(torch.rand(40, 1, 28, 28), torch.arange(40) % 4, 4, "tiny")
+    model = Mathieu.for_dataset(data, label_adversary_weight=1.0, widths=(8, 8, 8), discriminator_widths=(8, 8, 8))
+    batch = model.make_batch(data, torch.arange(8), torch.Generator().manual_seed(0))
+    before = [p.clone() for p in model.label_adversary.parameters()]
+    out = model.train_step(batch)
+    assert {"label_adversarial", "label_adversary_loss"} <= set(out)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.label_adversary.parameters()))
+    plain = Mathieu.for_dataset(data, widths=(8, 8, 8), discriminator_widths=(8, 8, 8))
+    assert plain.label_adversary is None and "label_adversary" not in plain.optimizers

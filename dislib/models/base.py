@@ -161,8 +161,11 @@ class Model(nn.Module):
                 f"load it with dislib.load_model(run_dir), or train a {self.name} first"
             )
         mine = dataclasses.asdict(self.config)
-        if checkpoint["config"] != mine:
-            diff = {k: (checkpoint["config"].get(k), v) for k, v in mine.items() if checkpoint["config"].get(k) != v}
+        # a setting added after the checkpoint was written counts as its default value
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
+        saved = {**{k: v for k, v in defaults.items() if k not in checkpoint["config"]}, **checkpoint["config"]}
+        if saved != mine:
+            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
             raise ValueError(
                 f"this checkpoint was trained with another configuration (checkpoint, model): {diff}; "
                 "build the model from the checkpoint's config or start a new run directory"

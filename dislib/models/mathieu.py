@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dislib import evaluate, losses
@@ -25,7 +26,7 @@ from dislib.data import samplers
 from dislib.data.base import ImageDataset
 from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
 from dislib.models.gan import Discriminator, GANConfig
-from dislib.nn import ConvDecoder, ConvEncoder, GaussianHead, reparameterize
+from dislib.nn import MLP, ConvDecoder, ConvEncoder, GaussianHead, reparameterize
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class MathieuConfig(ImageConfig):
         Option not in the paper: also show the adversary real images with a wrong label,
         ``(x1, id2)`` where ``id1 != id2``, as negatives (the matching-aware discriminator of
         Reed et al. 2016), so that it must check the class and not only realism.
+    label_adversary_weight
+        **Extension, not in the paper** (0 = the paper): weight of an adversarial classifier that
+        reads the mean of ``q(z|x)`` and is trained to predict the label, while the encoder is
+        pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
+        image-space adversary cannot see: label information in ``z`` that the decoder ignores.
     lr, beta1, adversary_lr
         Adam for the encoder/decoder and for the adversary.
     """
@@ -74,6 +80,7 @@ class MathieuConfig(ImageConfig):
     generator_steps: int = 1
     adversary_accuracy_cap: float | None = None
     mismatched_negatives: bool = False
+    label_adversary_weight: float = 0.0
     lr: float = 1e-3
     beta1: float = 0.5
     adversary_lr: float = 2e-4
@@ -120,6 +127,8 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
     )
     if "prior_adversarial" in terms:
         total = total + c.adversarial_weight * terms["prior_adversarial"]
+    if "label_adversarial" in terms:
+        total = total + c.label_adversary_weight * terms["label_adversarial"]
     return total
 
 
@@ -172,11 +181,15 @@ class Mathieu(Disentangler):
         self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.adversary = Adversary(c)
         self._class_index: samplers.ClassIndex | None = None
-        autoencoder = [p for name, p in self.named_parameters() if not name.startswith("adversary.")]
+        self.label_adversary = MLP((c.unspecified_dim, 256, c.num_classes)) if c.label_adversary_weight else None
+        players = ("adversary.", "label_adversary.")
+        autoencoder = [p for name, p in self.named_parameters() if not name.startswith(players)]
         self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=(c.beta1, 0.999))
         self.optimizers["adversary"] = torch.optim.Adam(
             self.adversary.parameters(), lr=c.adversary_lr, betas=(c.beta1, 0.999)
         )
+        if self.label_adversary is not None:
+            self.optimizers["label_adversary"] = torch.optim.Adam(self.label_adversary.parameters(), lr=c.lr)
 
     # the shared interface ------------------------------------------------------------------
     def encode(self, x: Tensor) -> Codes:
@@ -219,10 +232,11 @@ class Mathieu(Disentangler):
         self.check_images(batch["x1"])
         return batch
 
-    def generator_terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        """The per-image terms of Algorithm 1's generator step (before weighting), and ``X~12``.
+    def generator_terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """The per-image terms of Algorithm 1's generator step (before weighting), ``X~12`` and ``mu1``.
 
-        ``X~12 = Dec(z1, s2)`` is returned as images so that the adversary's step can judge it.
+        ``X~12 = Dec(z1, s2)`` is returned as images so that the adversary's step can judge it,
+        and ``mu1`` so that the label adversary (an extension) can learn from it.
         """
         x1, id2 = batch["x1"], batch["id2"]
         n = len(x1)
@@ -240,7 +254,9 @@ class Mathieu(Disentangler):
         if self.config.prior_adversarial:
             prior = self.sample(s2)
             terms["prior_adversarial"] = losses.generator_loss_nonsaturating(self.adversary(prior, id2))
-        return terms, x12
+        if self.label_adversary is not None:
+            terms["label_adversarial"] = losses.uniform_target_cross_entropy(self.label_adversary(mu1))
+        return terms, x12, mu1
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Algorithm 1: train the generative model, then the adversary.
@@ -250,7 +266,7 @@ class Mathieu(Disentangler):
         """
         self.adversary.requires_grad_(False)
         for _ in range(self.config.generator_steps):
-            terms, x12 = self.generator_terms(batch)
+            terms, x12, mu1 = self.generator_terms(batch)
             self.optimizer_step("autoencoder", generator_objective(terms, self.config).mean())
         self.adversary.requires_grad_(True)
 
@@ -266,6 +282,10 @@ class Mathieu(Disentangler):
         if cap is None or accuracy.item() < cap:
             self.optimizer_step("adversary", adversary_loss)
         out = {k: v.mean().item() for k, v in terms.items()}
+        if self.label_adversary is not None:
+            label_loss = F.cross_entropy(self.label_adversary(mu1.detach()), batch["id1"])
+            self.optimizer_step("label_adversary", label_loss)
+            out["label_adversary_loss"] = label_loss.item()
         return {**out, "adversary_loss": adversary_loss.item(), "adversary_accuracy": accuracy.item()}
 
     @torch.no_grad()
