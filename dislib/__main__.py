@@ -26,21 +26,35 @@ from dislib.train import fit, load_model
 def train(args: argparse.Namespace) -> dict:
     """Train a model on a dataset for a budget; write the run directory; return its metrics."""
     model_cls = MODELS[args.model]
-    train_data = data.load(args.dataset, "train")
-    test_data = data.load(args.dataset, "test")
+    options = dict(_option(o) for o in args.option)
+    train_data = data.load(args.dataset, "train", **options)
+    test_data = data.load(args.dataset, "test", **options)
     settings.seed_everything(args.seed)
     model = model_cls.for_dataset(train_data, args.preset)
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
         resume=not args.restart)
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "data_options": options}, indent=2))
     return json.loads((out / "metrics.json").read_text())
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``"size=32"`` -> ``("size", 32)``: a dataset option, its value read as JSON when it parses."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"dataset options look like KEY=VALUE (e.g. size=32), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     """Re-evaluate a trained run on its dataset's test split."""
     model = load_model(args.run, args.device)
     run = json.loads((Path(args.run) / "run.json").read_text())
-    test = data.load(run["dataset"], "test").subset(slice(0, args.limit)).to(model.device)
+    test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
     with torch.no_grad():
         return {"model": run["model"], "dataset": run["dataset"], **model.evaluate(test)}
 
@@ -84,6 +98,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("model", choices=sorted(MODELS))
     t.add_argument("--dataset", required=True, choices=data.names())
     t.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option passed to dislib.data.load, e.g. --option size=32 (repeatable)")
     t.add_argument("--preset", default=None, help="named configuration (default: the dataset's own)")
     t.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET)")
     t.add_argument("--seed", type=int, default=0)

@@ -11,7 +11,10 @@ from tests.helpers import tiny_images
 
 @pytest.fixture
 def tiny_dataset(monkeypatch):
-    monkeypatch.setitem(data._LOADERS, "tiny", lambda split, root, **kw: tiny_images(32, seed=int(split == "test")))
+    def load_tiny(split, root, size=28):
+        return tiny_images(32, size=size, seed=int(split == "test"))
+
+    monkeypatch.setitem(data._LOADERS, "tiny", load_tiny)
 
 
 def test_train_then_evaluate(tiny_dataset, tmp_path, capsys):
@@ -35,3 +38,19 @@ def test_bench_reports_every_model(capsys):
 def test_evaluate_without_a_run_explains(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path)]) == 2
     assert "train first" in capsys.readouterr().err
+
+
+def test_dataset_options_are_used_and_remembered_for_evaluate(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run32"
+    args = ["train", "vae", "--dataset", "tiny", "--option", "size=32", "--budget", "smoke", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert json.loads((out / "run.json").read_text())["data_options"] == {"size": 32}
+    assert json.loads((out / "run.json").read_text())["config"]["image_size"] == 32
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out)]) == 0
+    assert "test_negative_elbo" in json.loads(capsys.readouterr().out)
+
+
+def test_malformed_dataset_option_is_refused(tiny_dataset, tmp_path, capsys):
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "size32", "--out", str(tmp_path)]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
