@@ -64,6 +64,15 @@ class MathieuConfig(ImageConfig):
         reads the mean of ``q(z|x)`` and is trained to predict the label, while the encoder is
         pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
         image-space adversary cannot see: label information in ``z`` that the decoder ignores.
+    label_adversary_steps
+        Extension: updates of that classifier per training step, on the codes of all three images
+        of each triplet (1 plays it as an ordinary GAN player; more keep it close to the best
+        classifier of the current codes, which is what a probe trained afterwards finds).
+    specified_pretraining_steps
+        The ablation of the supplement (Sec. "Using a pre-trained embedding"; 0 = the paper's joint
+        training): for this many first steps, the specified encoder and a two-layer classifier on
+        ``s`` are trained as a plain classifier; then they are frozen and a second encoder, of its
+        own, produces ``z`` while Algorithm 1 trains the rest.
     lr, beta1, adversary_lr
         Adam for the encoder/decoder and for the adversary.
     """
@@ -81,6 +90,8 @@ class MathieuConfig(ImageConfig):
     adversary_accuracy_cap: float | None = None
     mismatched_negatives: bool = False
     label_adversary_weight: float = 0.0
+    label_adversary_steps: int = 1
+    specified_pretraining_steps: int = 0
     lr: float = 1e-3
     beta1: float = 0.5
     adversary_lr: float = 2e-4
@@ -90,8 +101,11 @@ class MathieuConfig(ImageConfig):
             raise ValueError(f"code sizes must be positive, got s={self.specified_dim}, z={self.unspecified_dim}")
         if self.adversarial_weight < 0 or self.kl_weight < 0:
             raise ValueError("adversarial_weight (lambda) and kl_weight must be non-negative")
-        if self.generator_steps < 1:
-            raise ValueError(f"generator_steps must be >= 1, got {self.generator_steps}")
+        for name in ("generator_steps", "label_adversary_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.specified_pretraining_steps < 0:
+            raise ValueError(f"specified_pretraining_steps must be >= 0, got {self.specified_pretraining_steps}")
 
 
 def conditional_bound(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> dict[str, Tensor]:
@@ -177,12 +191,14 @@ class Mathieu(Disentangler):
         self.unspecified_dim = c.unspecified_dim
         self.trunk = ConvEncoder(c.image_channels, c.image_size, c.widths)
         self.specified_head = nn.Linear(self.trunk.out_features, c.specified_dim)
+        pretrained = c.specified_pretraining_steps > 0
+        self.unspecified_trunk = ConvEncoder(c.image_channels, c.image_size, c.widths) if pretrained else None
         self.unspecified_head = GaussianHead(self.trunk.out_features, c.unspecified_dim)
         self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.adversary = Adversary(c)
         self._class_index: samplers.ClassIndex | None = None
         self.label_adversary = MLP((c.unspecified_dim, 256, c.num_classes)) if c.label_adversary_weight else None
-        players = ("adversary.", "label_adversary.")
+        players = ("adversary.", "label_adversary.", "specified_classifier.")
         autoencoder = [p for name, p in self.named_parameters() if not name.startswith(players)]
         self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=(c.beta1, 0.999))
         self.optimizers["adversary"] = torch.optim.Adam(
@@ -190,13 +206,31 @@ class Mathieu(Disentangler):
         )
         if self.label_adversary is not None:
             self.optimizers["label_adversary"] = torch.optim.Adam(self.label_adversary.parameters(), lr=c.lr)
+        if pretrained:
+            self.specified_classifier = MLP((c.specified_dim, 256, c.num_classes))
+            specified = [*self.trunk.parameters(), *self.specified_head.parameters(), *self.specified_classifier.parameters()]
+            self.optimizers["specified_classifier"] = torch.optim.Adam(specified, lr=c.lr)
+            self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    @property
+    def specified_frozen(self) -> bool:
+        """True once the pre-training of the specified encoder (the supplement's ablation) is over."""
+        return self.unspecified_trunk is not None and int(self.steps_done) >= self.config.specified_pretraining_steps
+
+    def train(self, mode: bool = True) -> "Mathieu":
+        """As :meth:`torch.nn.Module.train`, but a frozen specified encoder stays in eval mode."""
+        super().train(mode)
+        if self.specified_frozen:
+            self.trunk.eval()
+            self.specified_head.eval()
+        return self
 
     # the shared interface ------------------------------------------------------------------
     def encode(self, x: Tensor) -> Codes:
         """``Enc(x) = (f_s(x), f_z(x))``: the specified code and ``q(z|x)``'s mean and log-variance."""
         self.check_images(x)
         h = self.trunk(x)
-        mu, logvar = self.unspecified_head(h)
+        mu, logvar = self.unspecified_head(h if self.unspecified_trunk is None else self.unspecified_trunk(x))
         return Codes(self.specified_head(h), mu, logvar)
 
     def decoder_logits(self, specified: Tensor, unspecified: Tensor) -> Tensor:
@@ -233,14 +267,17 @@ class Mathieu(Disentangler):
         return batch
 
     def generator_terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        """The per-image terms of Algorithm 1's generator step (before weighting), ``X~12`` and ``mu1``.
+        """The per-image terms of Algorithm 1's generator step (before weighting), ``X~12`` and ``mu``.
 
-        ``X~12 = Dec(z1, s2)`` is returned as images so that the adversary's step can judge it,
-        and ``mu1`` so that the label adversary (an extension) can learn from it.
+        ``X~12 = Dec(z1, s2)`` is returned as images so that the adversary's step can judge it, and
+        the posterior means ``mu`` of ``x1, x1', x2`` (stacked) so that the label adversary (an
+        extension) can learn from them. A frozen specified encoder gets no gradient.
         """
         x1, id2 = batch["x1"], batch["id2"]
         n = len(x1)
         s, mu, logvar = self.encode(torch.cat([x1, batch["x1_same"], batch["x2"]]))
+        if self.specified_frozen:
+            s = s.detach()
         s1, s1_same, s2 = s.split(n)
         mu1, logvar1 = mu[:n], logvar[:n]
         z1 = reparameterize(mu1, logvar1)
@@ -255,18 +292,22 @@ class Mathieu(Disentangler):
             prior = self.sample(s2)
             terms["prior_adversarial"] = losses.generator_loss_nonsaturating(self.adversary(prior, id2))
         if self.label_adversary is not None:
-            terms["label_adversarial"] = losses.uniform_target_cross_entropy(self.label_adversary(mu1))
-        return terms, x12, mu1
+            uniform = losses.uniform_target_cross_entropy(self.label_adversary(mu))
+            terms["label_adversarial"] = uniform.view(3, n).mean(0)
+        return terms, x12, mu
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Algorithm 1: train the generative model, then the adversary.
 
         To save a forward pass, the adversary judges the swapped generation ``X~12 = Dec(z1, s2)``
-        of the (last) generator step, detached, instead of encoding a fresh pair.
+        of the (last) generator step, detached, instead of encoding a fresh pair. With
+        ``specified_pretraining_steps``, the first steps are :meth:`pretraining_step` instead.
         """
+        if self.unspecified_trunk is not None and not self.specified_frozen:
+            return self.pretraining_step(batch)
         self.adversary.requires_grad_(False)
         for _ in range(self.config.generator_steps):
-            terms, x12, mu1 = self.generator_terms(batch)
+            terms, x12, mu = self.generator_terms(batch)
             self.optimizer_step("autoencoder", generator_objective(terms, self.config).mean())
         self.adversary.requires_grad_(True)
 
@@ -283,10 +324,29 @@ class Mathieu(Disentangler):
             self.optimizer_step("adversary", adversary_loss)
         out = {k: v.mean().item() for k, v in terms.items()}
         if self.label_adversary is not None:
-            label_loss = F.cross_entropy(self.label_adversary(mu1.detach()), batch["id1"])
-            self.optimizer_step("label_adversary", label_loss)
-            out["label_adversary_loss"] = label_loss.item()
+            out["label_adversary_loss"] = self.label_adversary_step(mu.detach(), batch)
         return {**out, "adversary_loss": adversary_loss.item(), "adversary_accuracy": accuracy.item()}
+
+    def label_adversary_step(self, mu: Tensor, batch: dict[str, Tensor]) -> float:
+        """Extension: ``label_adversary_steps`` updates of the classifier ``C(id | mu)`` (Zheng & Sun
+        Eq. 4) on the posterior means of ``x1, x1', x2``; returns its last cross-entropy."""
+        labels = torch.cat([batch["id1"], batch["id1"], batch["id2"]])
+        for _ in range(self.config.label_adversary_steps):
+            loss = F.cross_entropy(self.label_adversary(mu), labels)
+            self.optimizer_step("label_adversary", loss)
+        return loss.item()
+
+    def pretraining_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """The supplement's first stage: the specified encoder with a two-layer head on ``s``,
+        trained to classify ``x1`` (cross-entropy); the rest of the model waits."""
+        logits = self.specified_classifier(self.specified_head(self.trunk(batch["x1"])))
+        loss = F.cross_entropy(logits, batch["id1"])
+        self.optimizer_step("specified_classifier", loss)
+        self.steps_done += 1
+        if self.specified_frozen:
+            self.train(self.training)
+        accuracy = (logits.argmax(1) == batch["id1"]).float().mean()
+        return {"classification": loss.item(), "classification_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def evaluate(self, data: ImageDataset) -> dict[str, float]:
