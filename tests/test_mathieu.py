@@ -143,3 +143,41 @@ def test_label_adversary_extension_trains_its_own_classifier():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.label_adversary.parameters()))
     plain = Mathieu.for_dataset(data, widths=(8, 8, 8), discriminator_widths=(8, 8, 8))
     assert plain.label_adversary is None and "label_adversary" not in plain.optimizers
+
+
+def test_label_adversary_takes_its_steps_on_the_codes_of_the_whole_triplet():
+    data = toy_data()
+    model = small_model(data, label_adversary_weight=1.0, label_adversary_steps=3)
+    batch = batch_of(model, data)
+    calls = []
+    model.label_adversary.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    model.train_step(batch)
+    # one read by the generator's uniform-target term, then three classifier updates, each on 3 x 8 codes
+    assert calls == [24, 24, 24, 24]
+    with pytest.raises(ValueError, match="label_adversary_steps must be >= 1"):
+        MathieuConfig(label_adversary_steps=0)
+
+
+def test_pretrained_specified_encoder_is_trained_first_then_frozen():
+    data = toy_data()
+    model = small_model(data, specified_pretraining_steps=2)
+    assert model.unspecified_trunk is not None and not model.specified_frozen
+    batch = batch_of(model, data)
+    decoder_before = next(model.decoder.parameters()).clone()
+    trunk_before = model.trunk.convs[0].weight.clone()
+    first = model.train_step(batch)
+    assert set(first) == {"classification", "classification_accuracy"}
+    assert not torch.equal(trunk_before, model.trunk.convs[0].weight), "pre-training trains the specified encoder"
+    assert torch.equal(decoder_before, next(model.decoder.parameters())), "the decoder waits during pre-training"
+    model.train_step(batch)
+    assert model.specified_frozen and not model.trunk.training
+    model.train()
+    assert not model.trunk.training and model.unspecified_trunk.training
+    trunk_frozen = model.trunk.convs[0].weight.clone()
+    unspecified_before = model.unspecified_trunk.convs[0].weight.clone()
+    out = model.train_step(batch)
+    assert "adversarial" in out
+    assert torch.equal(trunk_frozen, model.trunk.convs[0].weight), "the specified encoder stays frozen"
+    assert not torch.equal(unspecified_before, model.unspecified_trunk.convs[0].weight)
+    copy = Model.from_checkpoint(model.checkpoint())
+    assert copy.specified_frozen and int(copy.steps_done) == 2
