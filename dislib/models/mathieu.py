@@ -64,6 +64,10 @@ class MathieuConfig(ImageConfig):
         reads the mean of ``q(z|x)`` and is trained to predict the label, while the encoder is
         pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
         image-space adversary cannot see: label information in ``z`` that the decoder ignores.
+    specified_consistency_weight
+        **Extension, not in the paper** (0 = the paper): weight of
+        :func:`dislib.losses.within_class_spread` of ``s1`` and ``s1'``, which keeps what differs
+        between two images of one class (the pose, the style) out of ``s``.
     label_adversary_steps
         Extension: updates of that classifier per training step, on the codes of all three images
         of each triplet (1 plays it as an ordinary GAN player; more keep it close to the best
@@ -91,6 +95,7 @@ class MathieuConfig(ImageConfig):
     mismatched_negatives: bool = False
     label_adversary_weight: float = 0.0
     label_adversary_steps: int = 1
+    specified_consistency_weight: float = 0.0
     specified_pretraining_steps: int = 0
     lr: float = 1e-3
     beta1: float = 0.5
@@ -143,6 +148,8 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
         total = total + c.adversarial_weight * terms["prior_adversarial"]
     if "label_adversarial" in terms:
         total = total + c.label_adversary_weight * terms["label_adversarial"]
+    if "specified_consistency" in terms:
+        total = total + c.specified_consistency_weight * terms["specified_consistency"]
     return total
 
 
@@ -159,6 +166,19 @@ class Adversary(Discriminator):
             image_channels=c.image_channels, image_size=c.image_size, num_classes=c.num_classes,
             conditional=True, discriminator_widths=c.discriminator_widths,
         ))
+
+
+class LabelAdversary(nn.Sequential):
+    """Extension: the classifier ``C(id | mu)`` on the posterior mean of ``z`` (Zheng & Sun 2019, Eq. 4).
+
+    It reads each dimension standardised over the batch (batch norm without a learned scale), as
+    the Table 1 probe does. Reading raw means, it could be fooled by shrinking the label's
+    directions of ``mu`` until they look like noise, which a probe that standardises its input
+    reads back at once.
+    """
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__(nn.BatchNorm1d(dim, affine=False), MLP((dim, 256, num_classes)))
 
 
 @register
@@ -197,7 +217,7 @@ class Mathieu(Disentangler):
         self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.adversary = Adversary(c)
         self._class_index: samplers.ClassIndex | None = None
-        self.label_adversary = MLP((c.unspecified_dim, 256, c.num_classes)) if c.label_adversary_weight else None
+        self.label_adversary = LabelAdversary(c.unspecified_dim, c.num_classes) if c.label_adversary_weight else None
         players = ("adversary.", "label_adversary.", "specified_classifier.")
         autoencoder = [p for name, p in self.named_parameters() if not name.startswith(players)]
         self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=(c.beta1, 0.999))
@@ -294,6 +314,8 @@ class Mathieu(Disentangler):
         if self.label_adversary is not None:
             uniform = losses.uniform_target_cross_entropy(self.label_adversary(mu))
             terms["label_adversarial"] = uniform.view(3, n).mean(0)
+        if self.config.specified_consistency_weight:
+            terms["specified_consistency"] = losses.within_class_spread(s1, s1_same, s)
         return terms, x12, mu
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
