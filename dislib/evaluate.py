@@ -130,16 +130,62 @@ def mean_error(results: dict[str, ProbeResult], names: tuple[str, ...] | list[st
     return ProbeResult(*(float(np.mean([getattr(r, f) for r in picked])) for f in ProbeResult.__dataclass_fields__))
 
 
-@torch.no_grad()
 def kl_nats(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> float:
     """Mean ``KL(q(z|x) || N(0, I))`` over the images of ``data``, in nats."""
-    total = 0.0
+    return float(kl_per_dimension(model, data, batch_size).sum())
+
+
+@torch.no_grad()
+def kl_per_dimension(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> Tensor:
+    """Mean ``KL(q(z_j|x) || N(0, 1))`` of each dimension ``j`` of the unspecified code, in nats.
+
+    A dimension whose KL is near zero is *collapsed*: its posterior is the prior whatever the
+    image, so a sample of it is noise and the decoder cannot use it.
+    """
+    total = torch.zeros(model.unspecified_dim)
     for i in range(0, len(data), batch_size):
         codes = model.encode(data.images[i : i + batch_size].to(model.device))
         if codes.unspecified_logvar is None:
             raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no KL to the prior")
-        total += losses.kl_normal_standard(codes.unspecified.float(), codes.unspecified_logvar.float()).sum().item()
+        mu, logvar = codes.unspecified.float(), codes.unspecified_logvar.float()
+        total += (0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)).sum(0).cpu()
     return total / len(data)
+
+
+@torch.no_grad()
+def where_z_leaks(
+    model: "Disentangler", train: ImageDataset, test: ImageDataset, active_nats: float = 0.5, seed: int = 0
+) -> dict[str, ProbeResult | int]:
+    """The label probe of ``z`` read four ways, to find where a leak sits.
+
+    ``mean`` is Table 1's probe (the posterior mean); ``sample`` reads one draw ``z ~ q(z|x)``, what
+    the decoder sees; ``active`` and ``collapsed`` read the mean restricted to the dimensions whose
+    KL (:func:`kl_per_dimension`, on ``test``) is above or below ``active_nats``. Also returns the
+    number of active dimensions. A label read from ``collapsed`` dimensions is carried in directions
+    the decoder cannot use, which the probe's standardisation magnifies.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    features = {}
+    for split, data in (("train", train), ("test", test)):
+        mean, logvar = [], []
+        for i in range(0, len(data), 500):
+            codes = model.encode(data.images[i : i + 500].to(model.device))
+            if codes.unspecified_logvar is None:
+                raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior to sample")
+            mean.append(codes.unspecified.float().cpu())
+            logvar.append(codes.unspecified_logvar.float().cpu())
+        mu, lv = torch.cat(mean), torch.cat(logvar)
+        features[split] = {"mean": mu, "sample": mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=generator)}
+    active = kl_per_dimension(model, test) > active_nats
+    for split in features:
+        features[split]["active"] = features[split]["mean"][:, active]
+        features[split]["collapsed"] = features[split]["mean"][:, ~active]
+    y_train, y_test = train.labels.cpu(), test.labels.cpu()
+    out: dict[str, ProbeResult | int] = {"active_dimensions": int(active.sum())}
+    for view in ("mean", "sample", "active", "collapsed"):
+        if features["train"][view].shape[1]:
+            out[view] = probe(features["train"][view], y_train, features["test"][view], y_test, seed)
+    return out
 
 
 @torch.no_grad()

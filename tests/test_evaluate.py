@@ -99,3 +99,19 @@ def test_quick_metrics_is_a_flat_dict_of_floats():
     metrics = evaluate.quick_metrics(Pixels(), pixel_data(200), size=100)
     assert set(metrics) == {"s_accuracy", "z_accuracy", "chance_accuracy", "kl_nats", "swap_ratio"}
     assert metrics["s_accuracy"] > 0.95 and all(isinstance(v, float) for v in metrics.values())
+
+
+def test_where_z_leaks_reads_the_mean_a_sample_and_the_active_and_collapsed_dimensions():
+    from dislib.models import Mathieu
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageDataset(torch.rand(120, 1, 28, 28, generator=g), torch.arange(120) % 3, 3, "toy")
+    torch.manual_seed(0)
+    model = Mathieu.for_dataset(data, widths=(4, 8, 8), discriminator_widths=(4, 8, 8), specified_dim=2, unspecified_dim=4).eval()
+    per_dim = evaluate.kl_per_dimension(model, data)
+    assert per_dim.shape == (4,) and (per_dim >= 0).all()
+    assert torch.isclose(per_dim.sum(), torch.tensor(evaluate.kl_nats(model, data)), rtol=1e-4)
+    out = evaluate.where_z_leaks(model, data.subset(slice(0, 80)), data.subset(slice(80, 120)), active_nats=float(per_dim.median()))
+    assert 0 < out["active_dimensions"] < 4
+    assert {"mean", "sample", "active", "collapsed"} <= set(out)
+    assert all(0.0 <= out[k].test_error <= 1.0 for k in ("mean", "sample", "active", "collapsed"))
