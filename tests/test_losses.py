@@ -70,3 +70,25 @@ def test_within_class_spread_is_scale_free_zero_for_shared_codes_and_near_one_fo
     assert torch.allclose(losses.within_class_spread(a, a, codes), torch.zeros(2000))
     scaled = losses.within_class_spread(10 * a, 10 * (a + 0.1 * b), 10 * codes)
     assert torch.allclose(scaled, losses.within_class_spread(a, a + 0.1 * b, codes), rtol=1e-4)
+
+
+def test_mmd_is_zero_for_equal_samples_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 4, generator=g)
+    assert losses.mmd_rbf(a, a).abs().item() < 1e-6
+    b = torch.randn(200, 4, generator=g)
+    shifted = [losses.mmd_rbf(a, b + shift).item() for shift in (0.0, 0.5, 2.0)]
+    assert shifted[0] < 0.05 and shifted[0] < shifted[1] < shifted[2]
+
+
+def test_class_mmd_sees_a_label_hidden_in_a_direction_of_small_scale():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(400) % 4
+    codes = torch.randn(400, 6, generator=g)
+    leaky = codes.clone()
+    leaky[:, 5] = 1e-3 * (labels.float() + 0.1 * torch.randn(400, generator=g))
+    assert losses.class_mmd(leaky, labels) > 3 * losses.class_mmd(codes, labels)
+    leaky.requires_grad_(True)
+    losses.class_mmd(leaky, labels).backward()
+    assert torch.isfinite(leaky.grad).all()
+    assert losses.class_mmd(codes[:3], torch.tensor([0, 1, 2])).item() == 0.0

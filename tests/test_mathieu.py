@@ -194,3 +194,14 @@ def test_specified_consistency_extension_adds_its_term_with_its_weight():
     base = generator_objective(terms, config)
     assert torch.allclose(generator_objective({**terms, "specified_consistency": one}, config), base + 2.0)
     assert "specified_consistency" not in small_model(data).train_step(batch_of(model, data))
+
+
+def test_class_mmd_extension_adds_a_batch_term_to_every_image():
+    data = toy_data()
+    model = small_model(data, class_mmd_weight=5.0)
+    terms, _, _ = model.generator_terms(batch_of(model, data))
+    assert terms["class_mmd"].shape == (8,) and (terms["class_mmd"] == terms["class_mmd"][0]).all()
+    one = torch.ones(2)
+    base = {"reconstruction": one, "swap_reconstruction": one, "kl": one, "adversarial": one}
+    config = MathieuConfig(class_mmd_weight=5.0)
+    assert torch.allclose(generator_objective({**base, "class_mmd": one}, config), generator_objective(base, config) + 5.0)

@@ -64,6 +64,10 @@ class MathieuConfig(ImageConfig):
         reads the mean of ``q(z|x)`` and is trained to predict the label, while the encoder is
         pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
         image-space adversary cannot see: label information in ``z`` that the decoder ignores.
+    class_mmd_weight
+        **Extension, not in the paper** (0 = the paper): weight of :func:`dislib.losses.class_mmd`
+        on the posterior means of ``x1, x1', x2``, a penalty (no second player) on how much the
+        distribution of ``z`` depends on the label (the Variational Fair Autoencoder's MMD).
     specified_consistency_weight
         **Extension, not in the paper** (0 = the paper): weight of
         :func:`dislib.losses.within_class_spread` of ``s1`` and ``s1'``, which keeps what differs
@@ -96,6 +100,7 @@ class MathieuConfig(ImageConfig):
     label_adversary_weight: float = 0.0
     label_adversary_steps: int = 1
     specified_consistency_weight: float = 0.0
+    class_mmd_weight: float = 0.0
     specified_pretraining_steps: int = 0
     lr: float = 1e-3
     beta1: float = 0.5
@@ -148,6 +153,8 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
         total = total + c.adversarial_weight * terms["prior_adversarial"]
     if "label_adversarial" in terms:
         total = total + c.label_adversary_weight * terms["label_adversarial"]
+    if "class_mmd" in terms:
+        total = total + c.class_mmd_weight * terms["class_mmd"]
     if "specified_consistency" in terms:
         total = total + c.specified_consistency_weight * terms["specified_consistency"]
     return total
@@ -314,6 +321,9 @@ class Mathieu(Disentangler):
         if self.label_adversary is not None:
             uniform = losses.uniform_target_cross_entropy(self.label_adversary(mu))
             terms["label_adversarial"] = uniform.view(3, n).mean(0)
+        if self.config.class_mmd_weight:
+            labels = torch.cat([batch["id1"], batch["id1"], id2])
+            terms["class_mmd"] = losses.class_mmd(mu, labels).expand(n)
         if self.config.specified_consistency_weight:
             terms["specified_consistency"] = losses.within_class_spread(s1, s1_same, s)
         return terms, x12, mu
