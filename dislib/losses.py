@@ -100,22 +100,6 @@ def uniform_target_cross_entropy(logits: Tensor) -> Tensor:
     return -torch.log_softmax(logits, dim=1).mean(1)
 
 
-def within_class_spread(a: Tensor, b: Tensor, codes: Tensor) -> Tensor:
-    r"""How far apart two codes of the same class are, relative to the spread of all codes.
-
-    .. math::
-        \mathcal L_{spread} = \frac{\lVert s_1 - s'_1 \rVert^2}{2 \sum_j \mathrm{Var}_{batch}(s_j)}
-
-    ``a`` and ``b`` are the codes of two images of one class (row by row), ``codes`` a batch of
-    codes of many classes whose per-dimension variance sets the scale, so the loss cannot be
-    lowered by shrinking every code. It is 1 for two independent draws from the batch and 0 when
-    a class's images share one code. Mathieu et al. (2016, Sec. 5) suggest it for the specified
-    part ("enforcing the representation of different images to be close to each other and far
-    from those corresponding to different identities"); it is not in their objective.
-    """
-    return (a - b).pow(2).sum(1) / (2.0 * codes.var(0).sum() + 1e-8)
-
-
 BANDWIDTHS = (0.5, 1.0, 2.0, 4.0)
 
 

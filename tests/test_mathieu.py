@@ -183,19 +183,6 @@ def test_pretrained_specified_encoder_is_trained_first_then_frozen():
     assert copy.specified_frozen and int(copy.steps_done) == 2
 
 
-def test_specified_consistency_extension_adds_its_term_with_its_weight():
-    data = toy_data()
-    model = small_model(data, specified_consistency_weight=2.0)
-    out = model.train_step(batch_of(model, data))
-    assert out["specified_consistency"] > 0
-    one = torch.ones(2)
-    terms = {"reconstruction": one, "swap_reconstruction": one, "kl": one, "adversarial": one}
-    config = MathieuConfig(specified_consistency_weight=2.0)
-    base = generator_objective(terms, config)
-    assert torch.allclose(generator_objective({**terms, "specified_consistency": one}, config), base + 2.0)
-    assert "specified_consistency" not in small_model(data).train_step(batch_of(model, data))
-
-
 def test_class_mmd_extension_adds_a_batch_term_to_every_image():
     data = toy_data()
     model = small_model(data, class_mmd_weight=5.0)

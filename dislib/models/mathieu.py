@@ -68,10 +68,6 @@ class MathieuConfig(ImageConfig):
         **Extension, not in the paper** (0 = the paper): weight of :func:`dislib.losses.class_mmd`
         on the posterior means of ``x1, x1', x2``, a penalty (no second player) on how much the
         distribution of ``z`` depends on the label (the Variational Fair Autoencoder's MMD).
-    specified_consistency_weight
-        **Extension, not in the paper** (0 = the paper): weight of
-        :func:`dislib.losses.within_class_spread` of ``s1`` and ``s1'``, which keeps what differs
-        between two images of one class (the pose, the style) out of ``s``.
     label_adversary_steps
         Extension: updates of that classifier per training step, on the codes of all three images
         of each triplet (1 plays it as an ordinary GAN player; more keep it close to the best
@@ -99,7 +95,6 @@ class MathieuConfig(ImageConfig):
     mismatched_negatives: bool = False
     label_adversary_weight: float = 0.0
     label_adversary_steps: int = 1
-    specified_consistency_weight: float = 0.0
     class_mmd_weight: float = 0.0
     specified_pretraining_steps: int = 0
     lr: float = 1e-3
@@ -155,8 +150,6 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
         total = total + c.label_adversary_weight * terms["label_adversarial"]
     if "class_mmd" in terms:
         total = total + c.class_mmd_weight * terms["class_mmd"]
-    if "specified_consistency" in terms:
-        total = total + c.specified_consistency_weight * terms["specified_consistency"]
     return total
 
 
@@ -324,8 +317,6 @@ class Mathieu(Disentangler):
         if self.config.class_mmd_weight:
             labels = torch.cat([batch["id1"], batch["id1"], id2])
             terms["class_mmd"] = losses.class_mmd(mu, labels).expand(n)
-        if self.config.specified_consistency_weight:
-            terms["specified_consistency"] = losses.within_class_spread(s1, s1_same, s)
         return terms, x12, mu
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
