@@ -61,17 +61,18 @@ class MathieuConfig(ImageConfig):
         Reed et al. 2016), so that it must check the class and not only realism.
     label_adversary_weight
         **Extension, not in the paper** (0 = the paper): weight of an adversarial classifier that
-        reads the mean of ``q(z|x)`` and is trained to predict the label, while the encoder is
+        reads the batch-standardised mean of ``q(z|x)`` (:class:`LabelAdversary`) and is trained
+        to predict the label, while the encoder is
         pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
         image-space adversary cannot see: label information in ``z`` that the decoder ignores.
-    class_mmd_weight
-        **Extension, not in the paper** (0 = the paper): weight of :func:`dislib.losses.class_mmd`
-        on the posterior means of ``x1, x1', x2``, a penalty (no second player) on how much the
-        distribution of ``z`` depends on the label (the Variational Fair Autoencoder's MMD).
     label_adversary_steps
         Extension: updates of that classifier per training step, on the codes of all three images
         of each triplet (1 plays it as an ordinary GAN player; more keep it close to the best
         classifier of the current codes, which is what a probe trained afterwards finds).
+    class_mmd_weight
+        **Extension, not in the paper** (0 = the paper): weight of :func:`dislib.losses.class_mmd`
+        on the posterior means of ``x1, x1', x2``, a penalty (no second player) on how much the
+        distribution of ``z`` depends on the label (the Variational Fair Autoencoder's MMD).
     specified_pretraining_steps
         The ablation of the supplement (Sec. "Using a pre-trained embedding"; 0 = the paper's joint
         training): for this many first steps, the specified encoder and a two-layer classifier on
@@ -135,7 +136,8 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
 
     The last term is :math:`\lambda L_{gan}` with the non-saturating generator loss
     (:func:`dislib.losses.generator_loss_nonsaturating`); with ``prior_adversarial`` the same term
-    for ``Dec(z ~ N(0, I), s2)`` is added with the same weight.
+    for ``Dec(z ~ N(0, I), s2)`` is added with the same weight. The extensions' terms, when
+    present, are added with their own weights.
     """
     c = config
     total = (
