@@ -62,9 +62,9 @@ class MathieuConfig(ImageConfig):
     label_adversary_weight
         **Extension, not in the paper** (0 = the paper): weight of an adversarial classifier that
         reads the batch-standardised mean of ``q(z|x)`` (:class:`LabelAdversary`) and is trained
-        to predict the label, while the encoder is
-        pushed towards its uniform prediction (Zheng & Sun 2019, Eq. 5). It attacks the leak the
-        image-space adversary cannot see: label information in ``z`` that the decoder ignores.
+        to predict the label, while the encoder is pushed towards its uniform prediction (Zheng &
+        Sun 2019, Eq. 5). It attacks the leak the image-space adversary cannot see: label
+        information in ``z`` that the decoder ignores.
     label_adversary_steps
         Extension: updates of that classifier per training step, on the codes of all three images
         of each triplet (1 plays it as an ordinary GAN player; more keep it close to the best
