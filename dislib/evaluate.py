@@ -142,14 +142,21 @@ def kl_per_dimension(model: "Disentangler", data: ImageDataset, batch_size: int 
     A dimension whose KL is near zero is *collapsed*: its posterior is the prior whatever the
     image, so a sample of it is noise and the decoder cannot use it.
     """
-    total = torch.zeros(model.unspecified_dim)
+    mu, logvar = _posterior(model, data, batch_size)
+    return losses.kl_normal_standard_per_dimension(mu, logvar).mean(0)
+
+
+@torch.no_grad()
+def _posterior(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Means and log-variances of ``q(z|x)`` for every image of ``data``, as CPU tensors."""
+    mean, logvar = [], []
     for i in range(0, len(data), batch_size):
         codes = model.encode(data.images[i : i + batch_size].to(model.device))
         if codes.unspecified_logvar is None:
-            raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no KL to the prior")
-        mu, logvar = codes.unspecified.float(), codes.unspecified_logvar.float()
-        total += (0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)).sum(0).cpu()
-    return total / len(data)
+            raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior over z")
+        mean.append(codes.unspecified.float().cpu())
+        logvar.append(codes.unspecified_logvar.float().cpu())
+    return torch.cat(mean), torch.cat(logvar)
 
 
 @torch.no_grad()
@@ -160,23 +167,16 @@ def where_z_leaks(
 
     ``mean`` is Table 1's probe (the posterior mean); ``sample`` reads one draw ``z ~ q(z|x)``, what
     the decoder sees; ``active`` and ``collapsed`` read the mean restricted to the dimensions whose
-    KL (:func:`kl_per_dimension`, on ``test``) is above or below ``active_nats``. Also returns the
-    number of active dimensions. A label read from ``collapsed`` dimensions is carried in directions
-    the decoder cannot use, which the probe's standardisation magnifies.
+    KL (as in :func:`kl_per_dimension`, on ``test``) is above or below ``active_nats``. Also returns
+    the number of active dimensions. A label read from ``collapsed`` dimensions is carried in
+    directions the decoder cannot use, which the probe's standardisation magnifies.
     """
     generator = torch.Generator().manual_seed(seed)
     features = {}
     for split, data in (("train", train), ("test", test)):
-        mean, logvar = [], []
-        for i in range(0, len(data), 500):
-            codes = model.encode(data.images[i : i + 500].to(model.device))
-            if codes.unspecified_logvar is None:
-                raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior to sample")
-            mean.append(codes.unspecified.float().cpu())
-            logvar.append(codes.unspecified_logvar.float().cpu())
-        mu, lv = torch.cat(mean), torch.cat(logvar)
-        features[split] = {"mean": mu, "sample": mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=generator)}
-    active = kl_per_dimension(model, test) > active_nats
+        mu, logvar = _posterior(model, data)
+        features[split] = {"mean": mu, "sample": mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)}
+    active = losses.kl_normal_standard_per_dimension(mu, logvar).mean(0) > active_nats
     for split in features:
         features[split]["active"] = features[split]["mean"][:, active]
         features[split]["collapsed"] = features[split]["mean"][:, ~active]

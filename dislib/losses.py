@@ -29,7 +29,13 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     Kingma & Welling (2014), Appendix B; the closed form behind Mathieu et al. (2016) Eq. 4
     and Zheng & Sun (2019) Eq. 3.
     """
-    return 0.5 * _per_sample(logvar.exp() + mu.pow(2) - 1.0 - logvar)
+    return _per_sample(kl_normal_standard_per_dimension(mu, logvar))
+
+
+def kl_normal_standard_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""The terms of :func:`kl_normal_standard` before the sum over ``j``, shape ``[N, D]``:
+    :math:`\tfrac12 (\sigma_j^2 + \mu_j^2 - 1 - \log \sigma_j^2)` nats in dimension ``j``."""
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
 
 
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
@@ -107,36 +113,23 @@ def _gaussian_kernels(squared: Tensor, dim: int, bandwidths: tuple[float, ...]) 
     return sum(torch.exp(-squared / (2.0 * h**2 * dim)) for h in bandwidths)
 
 
-def mmd_rbf(a: Tensor, b: Tensor, bandwidths: tuple[float, ...] = BANDWIDTHS) -> Tensor:
-    r"""Squared maximum mean discrepancy between two samples, with a sum of Gaussian kernels.
-
-    .. math::
-        \mathrm{MMD}^2 = \mathbb E\,k(a, a') + \mathbb E\,k(b, b') - 2\,\mathbb E\,k(a, b),
-        \qquad k(u, v) = \sum_{h} \exp\!\Big(-\frac{\lVert u - v\rVert^2}{2 h^2 d}\Big)
-
-    Gretton et al. (2012), the biased (V-statistic) estimator; ``d`` is the dimension, so the
-    bandwidths ``h`` are relative to unit-variance features. Zero when the two samples are equal
-    in distribution (for a characteristic kernel), a scalar for the whole batch.
-    """
-    d = a.shape[1]
-    kernel = lambda u, v: _gaussian_kernels(torch.cdist(u, v).pow(2), d, bandwidths).mean()  # noqa: E731
-    return kernel(a, a) + kernel(b, b) - 2.0 * kernel(a, b)
-
-
 def class_mmd(codes: Tensor, labels: Tensor, marginals: bool = True, bandwidths: tuple[float, ...] = BANDWIDTHS) -> Tensor:
-    r"""How much the distribution of a code depends on the class: the mean over classes of
-    :func:`mmd_rbf` between the codes of one class and those of the whole batch.
+    r"""How much the distribution of a code depends on the class: the mean over classes of the
+    squared maximum mean discrepancy between the codes of one class and those of the whole batch.
 
     .. math::
-        \mathcal L_{MMD} = \frac{1}{|K|} \sum_{k \in K} \mathrm{MMD}^2\big(\{c_i : y_i = k\}, \{c_i\}\big)
+        \mathcal L_{MMD} = \frac{1}{|K|} \sum_{k \in K} \mathrm{MMD}^2\big(\{c_i : y_i = k\}, \{c_i\}\big),
+        \qquad \mathrm{MMD}^2(A, B) = \mathbb E\,k(a, a') + \mathbb E\,k(b, b') - 2\,\mathbb E\,k(a, b)
 
-    ``K`` holds the classes with at least two codes in the batch. The codes are standardised with
-    the batch's mean and standard deviation first, so that shrinking a direction does not hide it.
-    With ``marginals``, the mean of the same discrepancy over each dimension alone is added: a
-    kernel on all dimensions at once hardly notices a small shift in each of many dimensions,
-    which a probe adds up. The Variational Fair Autoencoder (Louizos et al. 2016, Sec. 2.3)
-    removes a nuisance variable from a latent code with an MMD penalty; it is not in any of the
-    three papers of this book.
+    with :math:`k(u, v) = \sum_h \exp\big(-\lVert u - v\rVert^2 / (2 h^2 d)\big)` on ``d``
+    dimensions, and the biased (V-statistic) estimator of Gretton et al. (2012). ``K`` holds the
+    classes with at least two codes in the batch. The codes are standardised with the batch's mean
+    and standard deviation first, so that shrinking a direction does not hide it, and the
+    bandwidths ``h`` are relative to that unit scale. With ``marginals``, the mean of the same
+    discrepancy over each dimension alone (``d = 1``) is added: a kernel on all dimensions at once
+    hardly notices a small shift in each of many dimensions, which a probe adds up. The
+    Variational Fair Autoencoder (Louizos et al. 2016, Sec. 2.3) removes a nuisance variable from
+    a latent code with an MMD penalty; it is not in any of the three papers of this book.
     """
     standard = (codes - codes.mean(0)) / (codes.std(0) + 1e-6)
     classes, counts = labels.unique(return_counts=True)

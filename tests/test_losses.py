@@ -62,13 +62,24 @@ def test_uniform_target_cross_entropy_is_log_c_at_uniform_and_larger_elsewhere()
     assert torch.allclose(peaked, -logp.mean())
 
 
-def test_mmd_is_zero_for_equal_samples_and_grows_with_a_shift():
+def _mmd_by_definition(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    kernel = lambda u, v: sum(torch.exp(-torch.cdist(u, v).pow(2) / (2 * h**2 * dim)) for h in losses.BANDWIDTHS).mean()
+    return kernel(a, a) + kernel(b, b) - 2 * kernel(a, b)
+
+
+def test_class_mmd_is_the_mean_over_classes_of_the_mmd_of_each_class_to_the_batch():
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(200, 4, generator=g)
-    assert losses.mmd_rbf(a, a).abs().item() < 1e-6
-    b = torch.randn(200, 4, generator=g)
-    shifted = [losses.mmd_rbf(a, b + shift).item() for shift in (0.0, 0.5, 2.0)]
-    assert shifted[0] < 0.05 and shifted[0] < shifted[1] < shifted[2]
+    codes, labels = torch.randn(60, 3, generator=g), torch.arange(60) % 3
+    standard = (codes - codes.mean(0)) / codes.std(0)
+    joint = torch.stack([_mmd_by_definition(standard[labels == k], standard, 3) for k in range(3)]).mean()
+    assert torch.allclose(losses.class_mmd(codes, labels, marginals=False), joint, atol=1e-5)
+    marginal = torch.stack([
+        torch.stack([_mmd_by_definition(standard[labels == k][:, j : j + 1], standard[:, j : j + 1], 1) for j in range(3)]).mean()
+        for k in range(3)
+    ]).mean()
+    assert torch.allclose(losses.class_mmd(codes, labels), joint + marginal, atol=1e-5)
+    shifted = codes + labels[:, None].float()
+    assert losses.class_mmd(shifted, labels) > 5 * losses.class_mmd(codes, labels)
 
 
 def test_class_mmd_sees_a_label_hidden_in_a_direction_of_small_scale():
