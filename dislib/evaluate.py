@@ -172,11 +172,11 @@ def where_z_leaks(
     directions the decoder cannot use, which the probe's standardisation magnifies.
     """
     generator = torch.Generator().manual_seed(seed)
+    posterior = {"train": _posterior(model, train), "test": _posterior(model, test)}
     features = {}
-    for split, data in (("train", train), ("test", test)):
-        mu, logvar = _posterior(model, data)
+    for split, (mu, logvar) in posterior.items():
         features[split] = {"mean": mu, "sample": mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)}
-    active = losses.kl_normal_standard_per_dimension(mu, logvar).mean(0) > active_nats
+    active = losses.kl_normal_standard_per_dimension(*posterior["test"]).mean(0) > active_nats
     for split in features:
         features[split]["active"] = features[split]["mean"][:, active]
         features[split]["collapsed"] = features[split]["mean"][:, ~active]

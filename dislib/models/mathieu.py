@@ -170,6 +170,11 @@ class Adversary(Discriminator):
         ))
 
 
+def triplet_labels(batch: dict[str, Tensor]) -> Tensor:
+    """The labels of ``x1, x1', x2`` stacked in that order, as their codes are."""
+    return torch.cat([batch["id1"], batch["id1"], batch["id2"]])
+
+
 class LabelAdversary(nn.Sequential):
     """Extension: the classifier ``C(id | mu)`` on the posterior mean of ``z`` (Zheng & Sun 2019, Eq. 4).
 
@@ -317,8 +322,7 @@ class Mathieu(Disentangler):
             uniform = losses.uniform_target_cross_entropy(self.label_adversary(mu))
             terms["label_adversarial"] = uniform.view(3, n).mean(0)
         if self.config.class_mmd_weight:
-            labels = torch.cat([batch["id1"], batch["id1"], id2])
-            terms["class_mmd"] = losses.class_mmd(mu, labels).expand(n)
+            terms["class_mmd"] = losses.class_mmd(mu, triplet_labels(batch)).expand(n)
         return terms, x12, mu
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
@@ -355,7 +359,7 @@ class Mathieu(Disentangler):
     def label_adversary_step(self, mu: Tensor, batch: dict[str, Tensor]) -> float:
         """Extension: ``label_adversary_steps`` updates of the classifier ``C(id | mu)`` (Zheng & Sun
         Eq. 4) on the posterior means of ``x1, x1', x2``; returns its last cross-entropy."""
-        labels = torch.cat([batch["id1"], batch["id1"], batch["id2"]])
+        labels = triplet_labels(batch)
         for _ in range(self.config.label_adversary_steps):
             loss = F.cross_entropy(self.label_adversary(mu), labels)
             self.optimizer_step("label_adversary", loss)
