@@ -6,12 +6,17 @@ specified code ``s`` and, separately, from the mean of the unspecified code ``z`
 predicts the label well from ``s`` and no better than chance from ``z``. Three more numbers say
 whether ``z`` still carries the rest: its KL to the prior in nats, and the *swap ratio*, how much
 worse an image is rebuilt when its ``z`` is replaced by that of another image of the same class.
+
+Where the factors are real numbers (colour, scale, stroke width), Ruiz et al. (2019, Table 1) fit
+a linear least-squares regressor from a code to the factors and report the mean absolute error
+per factor: :func:`regress_codes`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,10 +26,8 @@ from torch import Tensor
 
 from dislib import losses
 from dislib.data import samplers
-from dislib.data.base import ImageDataset
-
-if TYPE_CHECKING:
-    from dislib.models.base import Disentangler
+from dislib.data.base import ImageDataset, LabelledData
+from dislib.models.base import Codes, Disentangler, Model
 
 CODES = ("s", "z")
 
@@ -38,22 +41,41 @@ class ProbeResult:
     chance_error: float
 
 
-@torch.no_grad()
-def encode_dataset(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> tuple[Tensor | None, Tensor]:
-    """Specified codes and unspecified means of every image of ``data``, as CPU tensors.
-
-    The specified code is ``None`` for a model without one.
-    """
+@contextmanager
+def inference(model: Model) -> Iterator[None]:
+    """Eval mode and no gradients, restoring the model's previous mode afterwards."""
     was_training = model.training
     model.eval()
-    specified, unspecified = [], []
-    for i in range(0, len(data), batch_size):
-        codes = model.encode(data.images[i : i + batch_size].to(model.device))
-        unspecified.append(codes.unspecified.float().cpu())
-        if codes.specified is not None:
-            specified.append(codes.specified.float().cpu())
-    model.train(was_training)
-    return (torch.cat(specified) if specified else None), torch.cat(unspecified)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def encode_dataset(
+    model: Disentangler, data: LabelledData | Tensor, batch_size: int = 500, labels: Tensor | None = None
+) -> Codes:
+    """``model.encode`` of every input of ``data`` in batches (eval mode, no gradients), codes on the CPU.
+
+    ``data`` is a dataset or a tensor of inputs. For a model whose specified code is the label
+    (``model.label_is_code``: the conditional VAE) the labels, a dataset's own or ``labels``, go
+    to ``encode``; other models read the inputs alone. Fields a model does not have stay ``None``.
+    """
+    if isinstance(data, LabelledData):
+        inputs, labels = data.inputs, data.labels if labels is None else labels
+    else:
+        inputs = data
+    if labels is not None and len(labels) != len(inputs):
+        raise ValueError(f"{len(labels)} labels for {len(inputs)} inputs: pass one label per input")
+    with_labels = labels is not None and model.label_is_code
+    parts = []
+    with inference(model):
+        for i in range(0, len(inputs), batch_size):
+            x = inputs[i : i + batch_size].to(model.device)
+            codes = model.encode(x, labels[i : i + batch_size].to(model.device)) if with_labels else model.encode(x)
+            parts.append([None if c is None else c.float().cpu() for c in codes])
+    return Codes(*(None if field[0] is None else torch.cat(field) for field in zip(*parts)))
 
 
 def probe(
@@ -87,19 +109,25 @@ def probe(
     )
 
 
-def targets(data: ImageDataset) -> dict[str, Tensor]:
-    """What the probes predict: the label, then each ground-truth factor column by name."""
+def targets(data: LabelledData) -> dict[str, Tensor]:
+    """What the classification probes predict: the label, then each categorical factor by name
+    (real-valued factors are for :func:`regress_codes`)."""
     out = {"label": data.labels.cpu()}
-    if data.factors is not None:
+    if data.factors is not None and not data.real_factors:
         for j, name in enumerate(data.factor_names):
             out[name] = data.factors[:, j].cpu()
     return out
 
 
+def _code_features(model: Disentangler, data: LabelledData, batch_size: int) -> dict[str, Tensor]:
+    codes = encode_dataset(model, data, batch_size)
+    return {name: c for name, c in zip(CODES, (codes.specified, codes.unspecified)) if c is not None}
+
+
 def probe_codes(
-    model: "Disentangler",
-    train: ImageDataset,
-    test: ImageDataset,
+    model: Disentangler,
+    train: LabelledData,
+    test: LabelledData,
     names: tuple[str, ...] | None = None,
     seed: int = 0,
     batch_size: int = 500,
@@ -111,15 +139,53 @@ def probe_codes(
     train_targets, test_targets = targets(train), targets(test)
     unknown = set(names or ()) - set(train_targets)
     if unknown:
-        raise KeyError(f"no target named {sorted(unknown)}; this dataset has {sorted(train_targets)}")
-    codes_train = dict(zip(CODES, encode_dataset(model, train, batch_size)))
-    codes_test = dict(zip(CODES, encode_dataset(model, test, batch_size)))
+        real = " (real-valued factors: use regress_codes)" if train.real_factors else ""
+        raise KeyError(f"no categorical target named {sorted(unknown)}{real}; this dataset has {sorted(train_targets)}")
+    codes_train, codes_test = _code_features(model, train, batch_size), _code_features(model, test, batch_size)
     chosen = names or tuple(train_targets)
     return {
         code: {t: probe(codes_train[code], train_targets[t], codes_test[code], test_targets[t], seed) for t in chosen}
-        for code in CODES
-        if codes_train[code] is not None
+        for code in codes_train
     }
+
+
+def regress(train_features: Tensor, train_targets: Tensor, test_features: Tensor, test_targets: Tensor) -> Tensor:
+    r"""Mean absolute test error of each target column under a linear least-squares regressor.
+
+    .. math::
+        \hat W = \arg\min_W \lVert [F_{train}, 1]\,W - Y_{train} \rVert_2^2, \qquad
+        \mathrm{MAE}_j = \operatorname{mean}_i \big|([F_{test}, 1]\,\hat W)_{ij} - (Y_{test})_{ij}\big|
+
+    The protocol of Ruiz et al. (2019, Sec. 5.2, Table 1), in float64. Returns ``[targets]``.
+    """
+    if train_targets.ndim != 2 or test_targets.ndim != 2 or train_targets.shape[1] != test_targets.shape[1]:
+        raise ValueError(f"targets must be [N, F] with one F, got {tuple(train_targets.shape)} and {tuple(test_targets.shape)}")
+    if len(train_features) != len(train_targets) or len(test_features) != len(test_targets):
+        raise ValueError(
+            f"features and targets differ in length: train {len(train_features)} vs {len(train_targets)}, "
+            f"test {len(test_features)} vs {len(test_targets)}"
+        )
+    ones = lambda f: torch.cat([f.double(), torch.ones(len(f), 1, dtype=torch.float64)], 1)  # noqa: E731
+    weights = torch.linalg.lstsq(ones(train_features), train_targets.double(), driver="gelsd").solution
+    return (ones(test_features) @ weights - test_targets.double()).abs().mean(0).float()
+
+
+def regress_codes(
+    model: Disentangler, train: LabelledData, test: LabelledData, batch_size: int = 500
+) -> dict[str, dict[str, float]]:
+    """Regress every real-valued factor from ``s`` and from ``z``'s mean (:func:`regress`).
+
+    Returns ``{"s": {factor: MAE, ..., "mean": average}, "z": {...}}``; a model without ``s``
+    (the unsupervised baselines: all latents in one code) only has ``"z"``.
+    """
+    if not (train.real_factors and test.real_factors):
+        raise ValueError(f"regress_codes needs real-valued factors; dataset {train.name!r} has none: use probe_codes")
+    codes_train, codes_test = _code_features(model, train, batch_size), _code_features(model, test, batch_size)
+    out = {}
+    for code in codes_train:
+        errors = regress(codes_train[code], train.factors.cpu(), codes_test[code], test.factors.cpu())
+        out[code] = {**dict(zip(train.factor_names, errors.tolist())), "mean": float(errors.mean())}
+    return out
 
 
 def mean_error(results: dict[str, ProbeResult], names: tuple[str, ...] | list[str]) -> ProbeResult:
@@ -130,13 +196,12 @@ def mean_error(results: dict[str, ProbeResult], names: tuple[str, ...] | list[st
     return ProbeResult(*(float(np.mean([getattr(r, f) for r in picked])) for f in ProbeResult.__dataclass_fields__))
 
 
-def kl_nats(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> float:
+def kl_nats(model: Disentangler, data: LabelledData, batch_size: int = 500) -> float:
     """Mean ``KL(q(z|x) || N(0, I))`` over the images of ``data``, in nats."""
     return float(kl_per_dimension(model, data, batch_size).sum())
 
 
-@torch.no_grad()
-def kl_per_dimension(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> Tensor:
+def kl_per_dimension(model: Disentangler, data: LabelledData, batch_size: int = 500) -> Tensor:
     """Mean ``KL(q(z_j|x) || N(0, 1))`` of each dimension ``j`` of the unspecified code, in nats.
 
     A dimension whose KL is near zero is *collapsed*: its posterior is the prior whatever the
@@ -146,22 +211,16 @@ def kl_per_dimension(model: "Disentangler", data: ImageDataset, batch_size: int 
     return losses.kl_normal_standard_per_dimension(mu, logvar).mean(0)
 
 
-@torch.no_grad()
-def _posterior(model: "Disentangler", data: ImageDataset, batch_size: int = 500) -> tuple[Tensor, Tensor]:
-    """Means and log-variances of ``q(z|x)`` for every image of ``data``, as CPU tensors."""
-    mean, logvar = [], []
-    for i in range(0, len(data), batch_size):
-        codes = model.encode(data.images[i : i + batch_size].to(model.device))
-        if codes.unspecified_logvar is None:
-            raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior over z")
-        mean.append(codes.unspecified.float().cpu())
-        logvar.append(codes.unspecified_logvar.float().cpu())
-    return torch.cat(mean), torch.cat(logvar)
+def _posterior(model: Disentangler, data: LabelledData, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Means and log-variances of ``q(z|x)`` for every input of ``data``, as CPU tensors."""
+    codes = encode_dataset(model, data, batch_size)
+    if codes.unspecified_logvar is None:
+        raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior over z")
+    return codes.unspecified, codes.unspecified_logvar
 
 
-@torch.no_grad()
 def where_z_leaks(
-    model: "Disentangler", train: ImageDataset, test: ImageDataset, active_nats: float = 0.5, seed: int = 0
+    model: Disentangler, train: LabelledData, test: LabelledData, active_nats: float = 0.5, seed: int = 0
 ) -> dict[str, ProbeResult | int]:
     """The label probe of ``z`` read four ways, to find where a leak sits.
 
@@ -189,7 +248,7 @@ def where_z_leaks(
 
 
 @torch.no_grad()
-def swap_ratio(model: "Disentangler", data: ImageDataset, seed: int = 0, batch_size: int = 500) -> float:
+def swap_ratio(model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500) -> float:
     """Mean squared error of ``Dec(s_x, z_other)`` over that of ``Dec(s_x, z_x)``.
 
     ``z_other`` is the posterior mean of another image of the same class (images alone in their
@@ -197,7 +256,8 @@ def swap_ratio(model: "Disentangler", data: ImageDataset, seed: int = 0, batch_s
     decoder ignores ``z`` (the degenerate solution of Sec. 4.1 turned around: ``s`` took
     everything); a large ratio means ``z`` carries the image's style.
     """
-    specified, unspecified = encode_dataset(model, data, batch_size)
+    codes = encode_dataset(model, data, batch_size)
+    specified, unspecified = codes.specified, codes.unspecified
     if specified is None:
         raise ValueError(f"{model.name} has no specified code to keep while swapping z")
     index = samplers.ClassIndex(data.labels.cpu())
@@ -206,18 +266,19 @@ def swap_ratio(model: "Disentangler", data: ImageDataset, seed: int = 0, batch_s
         raise ValueError("swap_ratio needs at least one class with two or more images in the data")
     partners = index.same_class_partners(kept, torch.Generator().manual_seed(seed))
     own, swapped = 0.0, 0.0
-    for i in range(0, len(kept), batch_size):
-        rows, other = kept[i : i + batch_size], partners[i : i + batch_size]
-        x = data.images[rows].to(model.device)
-        s = specified[rows].to(model.device)
-        z_own = unspecified[rows].to(model.device)
-        z_other = unspecified[other].to(model.device)
-        own += (model.decode(s, z_own).float() - x).pow(2).sum().item()
-        swapped += (model.decode(s, z_other).float() - x).pow(2).sum().item()
+    with inference(model):
+        for i in range(0, len(kept), batch_size):
+            rows, other = kept[i : i + batch_size], partners[i : i + batch_size]
+            x = data.images[rows].to(model.device)
+            s = specified[rows].to(model.device)
+            z_own = unspecified[rows].to(model.device)
+            z_other = unspecified[other].to(model.device)
+            own += (model.decode(s, z_own).float() - x).pow(2).sum().item()
+            swapped += (model.decode(s, z_other).float() - x).pow(2).sum().item()
     return swapped / own
 
 
-def quick_metrics(model: "Disentangler", data: ImageDataset, size: int = 2_000, seed: int = 0) -> dict[str, float]:
+def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, seed: int = 0) -> dict[str, float]:
     """Table-1 style numbers from a subsample, fast enough for the training loop.
 
     The first ``size`` images are split into even and odd positions, so that both halves hold
@@ -233,3 +294,12 @@ def quick_metrics(model: "Disentangler", data: ImageDataset, size: int = 2_000, 
     out["kl_nats"] = kl_nats(model, data.subset(slice(0, n)))
     out["swap_ratio"] = swap_ratio(model, data.subset(slice(0, n)), seed)
     return out
+
+
+def held_out(model: Model, data: LabelledData) -> dict[str, float]:
+    """What the training loop records at each evaluation: the model's own held-out losses
+    (``model.evaluate``) and, for a model with a specified code, :func:`quick_metrics`."""
+    metrics = model.evaluate(data)
+    if isinstance(model, Disentangler) and model.specified_dim > 0:
+        metrics.update(quick_metrics(model, data))
+    return metrics

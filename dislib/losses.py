@@ -61,6 +61,51 @@ def gaussian_nll(mean: Tensor, target: Tensor, std: float) -> Tensor:
     return _per_sample(sq + math.log(std) + 0.5 * math.log(2 * math.pi))
 
 
+def laplace_nll(mean: Tensor, target: Tensor, scale: float) -> Tensor:
+    r"""Negative log-likelihood of images under independent Laplace pixels of fixed scale, in nats.
+
+    .. math::
+        -\log p(x\mid m) = \sum_i \Big[\frac{|x_i - m_i|}{b} + \log 2b\Big]
+
+    An L1 reconstruction error in units of ``b``: Ruiz et al. (2019, App. D) use ``b = 0.01`` on
+    images in ``[-1, 1]``, which is ``b = 0.005`` on dislib's ``[0, 1]`` pixels.
+    """
+    return _per_sample((target - mean).abs() / scale + math.log(2.0 * scale))
+
+
+LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
+
+
+def check_likelihood(likelihood: str, scale: float) -> None:
+    """Raise a clear error for an unknown likelihood or a non-positive pixel scale."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    if likelihood != "bernoulli" and not scale > 0:
+        raise ValueError(f"the {likelihood} likelihood needs a pixel scale > 0, got {scale}")
+
+
+def image_nll(output: Tensor, target: Tensor, likelihood: str, scale: float = 0.1) -> Tensor:
+    r"""``-log p(x | output)`` per image, in nats, for the decoder's pre-activation ``output``.
+
+    .. math::
+        -\log p(x \mid \ell) = \begin{cases}
+        \text{Bernoulli with logits } \ell & \texttt{"bernoulli"} \\
+        \text{Gaussian, mean } \sigma(\ell), \text{ std } \texttt{scale} & \texttt{"gaussian"} \\
+        \text{Laplace, location } \sigma(\ell), \text{ scale } \texttt{scale} & \texttt{"laplace"}
+        \end{cases}
+
+    Every decoder of dislib outputs pre-activations and every image lies in ``[0, 1]``, so the
+    mean image is :math:`\sigma(\ell)` whatever the likelihood (a ``tanh`` output on ``[-1, 1]``
+    is the same map: :math:`\tanh(a) = 2\sigma(2a) - 1`). See :func:`bernoulli_nll`,
+    :func:`gaussian_nll` and :func:`laplace_nll` for each equation.
+    """
+    check_likelihood(likelihood, scale)
+    if likelihood == "bernoulli":
+        return bernoulli_nll(output, target)
+    mean = torch.sigmoid(output)
+    return gaussian_nll(mean, target, scale) if likelihood == "gaussian" else laplace_nll(mean, target, scale)
+
+
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     r"""The discriminator's side of the GAN game (Goodfellow et al. 2014, Eq. 1), to minimise.
 
@@ -93,6 +138,22 @@ def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
     Kept to show in the book why it saturates: its gradient vanishes when ``D(G(z))`` is near 0.
     """
     return -F.softplus(fake_logits)
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    r"""The discriminator's hinge loss (Lim & Ye 2017; Miyato et al. 2018, Eq. 16), to minimise.
+
+    .. math::
+        \mathcal L_D = \max(0, 1 - D(x)) + \max(0, 1 + D(G(z)))
+
+    with :math:`D` the raw logit. Zheng & Sun's public code trains its pixel discriminator with it.
+    """
+    return F.relu(1.0 - real_logits) + F.relu(1.0 + fake_logits)
+
+
+def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
+    r"""The generator's side of the hinge game (Miyato et al. 2018, Eq. 17): :math:`\mathcal L_G = -D(G(z))`."""
+    return -fake_logits
 
 
 def uniform_target_cross_entropy(logits: Tensor) -> Tensor:

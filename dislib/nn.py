@@ -146,3 +146,83 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(_activation(activation))
         super().__init__(*layers)
+
+
+LABEL_INPUTS = ("none", "layers", "projection")
+
+
+class ImageDiscriminator(nn.Module):
+    r"""``D(x[, y])``: strided convolutions with LeakyReLU(0.2), then one logit per image.
+
+    Parameters
+    ----------
+    in_channels, image_size, widths
+        As for :class:`ConvEncoder`.
+    num_classes
+        Number of labels the discriminator can be told (0: unconditional).
+    label_input
+        How the label enters: ``"none"``; ``"layers"``, a learned per-class bias added to each
+        layer's feature maps (the conditional adversary of Mathieu et al. 2016); or
+        ``"projection"``, the inner product of a class embedding with the final features added
+        to the logit, :math:`D(x, y) = \psi(\phi(x)) + e_y^\top \phi(x)` (Miyato & Koyama 2018,
+        Eq. 3), the discriminator of Zheng & Sun (2019).
+    batch_norm
+        Batch norm after every convolution but the first (DCGAN).
+    spectral_norm
+        Spectral normalisation (Miyato et al. 2018) of every weight: convolutions, the logit
+        layer and the projection embedding.
+    dropout
+        Dropout probability after each block.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        widths: tuple[int, ...] = (32, 64, 128),
+        num_classes: int = 0,
+        label_input: str = "none",
+        batch_norm: bool = True,
+        spectral_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if label_input not in LABEL_INPUTS:
+            raise ValueError(f"label_input must be one of {LABEL_INPUTS}, got {label_input!r}")
+        if (label_input == "none") != (num_classes == 0):
+            raise ValueError(f"label_input {label_input!r} needs num_classes > 0 exactly when it is not 'none'")
+        self.label_input = label_input
+        layer_classes = num_classes if label_input == "layers" else 0
+        self.features = ConvEncoder(
+            in_channels, image_size, widths, "leaky_relu", batch_norm, num_classes=layer_classes, dropout=dropout
+        )
+        self.logit = nn.Linear(self.features.out_features, 1)
+        self.projection = nn.Embedding(num_classes, self.features.out_features) if label_input == "projection" else None
+        if spectral_norm:
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(module)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Logits ``[N]``; ``labels`` ``[N]`` are required exactly when the discriminator is conditional."""
+        if (self.label_input == "none") != (labels is None):
+            raise ValueError(f"this discriminator's label_input is {self.label_input!r}: pass labels exactly when it is not 'none'")
+        h = self.features(x, labels if self.label_input == "layers" else None)
+        logit = self.logit(h).squeeze(1)
+        if self.projection is not None:
+            logit = logit + (self.projection(labels) * h).sum(1)
+        return logit
+
+
+class CodeClassifier(nn.Sequential):
+    """``C(y | c)``: a classifier that reads a code, for adversaries and probes on a code.
+
+    Each dimension is standardised over the batch first (batch norm without a learned scale), as
+    the Table 1 probe of Mathieu et al. (2016) does: reading raw values, an adversary can be
+    fooled by a code that shrinks the label's directions until they look like noise, which a probe
+    that standardises its input reads back at once. Zheng & Sun (2019) train such a classifier on
+    ``z`` (their ``C_z``, Eq. 4); the Mathieu et al. chapter uses it as an extension.
+    """
+
+    def __init__(self, dim: int, num_classes: int, hidden: int = 256) -> None:
+        super().__init__(nn.BatchNorm1d(dim, affine=False), MLP((dim, hidden, num_classes)))

@@ -18,8 +18,7 @@ import io
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -31,6 +30,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from dislib.evaluate import encode_dataset, inference
 from dislib.models.base import Codes, Disentangler
 from dislib.train import History
 
@@ -92,46 +92,22 @@ def _imshow(ax: Any, image: np.ndarray, **kwargs: Any) -> None:
 
 
 # model calls ---------------------------------------------------------------------------------
-@contextmanager
-def _inference(model: Disentangler) -> Iterator[None]:
-    """Eval mode and no gradients, restoring the model's previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def encode_images(model: Disentangler, images: Tensor, batch_size: int = 512) -> Codes:
-    """``model.encode(images)`` in batches on the model's device (eval mode), codes on the CPU.
-
-    For example the codes of a whole test set, for :func:`latent_scatter` or
-    :func:`nearest_neighbours`.
-    """
-    images = _check_images(images)
-    parts = []
-    with _inference(model):
-        for i in range(0, images.shape[0], batch_size):
-            codes = model.encode(images[i : i + batch_size].to(model.device))
-            parts.append([None if c is None else c.detach().float().cpu() for c in codes])
-    return Codes(*(None if field[0] is None else torch.cat(field) for field in zip(*parts)))
-
-
 def _decode(model: Disentangler, specified: Tensor | None, unspecified: Tensor, batch_size: int = 256) -> Tensor:
     """``model.decode`` in batches on the model's device; images back on the CPU."""
     device, out = model.device, []
-    with _inference(model):
+    with inference(model):
         for i in range(0, unspecified.shape[0], batch_size):
             s = None if specified is None else specified[i : i + batch_size].to(device)
             out.append(model.decode(s, unspecified[i : i + batch_size].to(device)).float().cpu())
     return torch.cat(out)
 
 
-def _specified_codes(model: Disentangler, images: Tensor, purpose: str) -> Codes:
-    codes = encode_images(model, images)
+def _specified_codes(model: Disentangler, images: Tensor, purpose: str, labels: Tensor | None = None) -> Codes:
+    """The codes of ``images``; ``labels`` go to ``encode`` (the conditional VAE's code is the label)."""
+    codes = encode_dataset(model, _check_images(images), labels=labels)
     if codes.specified is None:
+        if model.specified_dim > 0:
+            raise ValueError(f"{purpose}: {type(model).__name__}'s specified code is the label: pass the images' labels")
         raise ValueError(
             f"{purpose} needs a model with a specified code, but {type(model).__name__}.encode returned none; "
             "for a model with only an unspecified code use latent_manifold or latent_slider"
@@ -255,22 +231,30 @@ def _table_figure(
 
 
 # swaps, interpolations, conditional samples ---------------------------------------------
-def swap_images(model: Disentangler, row_images: Tensor, column_images: Tensor) -> Tensor:
+def swap_images(
+    model: Disentangler, row_images: Tensor, column_images: Tensor, column_labels: Tensor | None = None
+) -> Tensor:
     """Decoded swaps ``[R, C, ch, H, W]``: cell ``(i, j) = decode(s of column_images[j], z of row_images[i])``.
 
     ``z`` is the unspecified code (its mean for a stochastic encoder). With the same images as
-    rows and columns, the diagonal holds the reconstructions.
+    rows and columns, the diagonal holds the reconstructions. ``column_labels`` are needed only
+    by a model whose specified code is the label (the conditional VAE).
     """
     rows, cols = _check_images(row_images, "row_images"), _check_images(column_images, "column_images")
-    s = _specified_codes(model, cols, "swap_images").specified
-    z = encode_images(model, rows).unspecified
+    s = _specified_codes(model, cols, "swap_images", column_labels).specified
+    z = encode_dataset(model, rows).unspecified
     n_rows, n_cols = z.shape[0], s.shape[0]
     decoded = _decode(model, s.repeat(n_rows, 1), z.repeat_interleave(n_cols, 0))
     return decoded.view(n_rows, n_cols, *decoded.shape[1:])
 
 
 def swap_grid(
-    model: Disentangler, row_images: Tensor, column_images: Tensor, title: str | None = None, scale: float = 1.0
+    model: Disentangler,
+    row_images: Tensor,
+    column_images: Tensor,
+    title: str | None = None,
+    scale: float = 1.0,
+    column_labels: Tensor | None = None,
 ) -> Figure:
     """Mathieu et al. (2016), Fig. 2a: every specified code with every unspecified code.
 
@@ -278,7 +262,7 @@ def swap_grid(
     ``row_images`` (they give the unspecified code ``z``); cell ``(i, j)`` is
     ``decode(s_j, z_i)``, see :func:`swap_images`.
     """
-    swaps = swap_images(model, row_images, column_images)
+    swaps = swap_images(model, row_images, column_images, column_labels)
     rows, cols = _check_images(row_images).cpu(), _check_images(column_images).cpu()
     cells: list[list[Tensor | None]] = [[None, *cols]]
     cells += [[rows[i], *swaps[i]] for i in range(len(rows))]
@@ -288,17 +272,20 @@ def swap_grid(
     )
 
 
-def interpolation_images(model: Disentangler, image_a: Tensor, image_b: Tensor, steps: int = 8) -> Tensor:
+def interpolation_images(
+    model: Disentangler, image_a: Tensor, image_b: Tensor, steps: int = 8, labels: Tensor | None = None
+) -> Tensor:
     """Decoded interpolations ``[steps, steps, C, H, W]`` between two images.
 
     Row ``r`` has ``z = z_a + r / (steps - 1) * (z_b - z_a)``, column ``c`` has
     ``s = s_a + c / (steps - 1) * (s_b - s_a)``: cell ``(0, 0)`` reconstructs ``a`` and cell
-    ``(-1, -1)`` reconstructs ``b``.
+    ``(-1, -1)`` reconstructs ``b``. ``labels`` (``[label_a, label_b]``) only for the conditional VAE.
     """
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}")
     pair = torch.cat([_check_image(image_a, "image_a").cpu(), _check_image(image_b, "image_b").cpu()])
-    s, z = _specified_codes(model, pair, "interpolation_images")[:2]
+    codes = _specified_codes(model, pair, "interpolation_images", labels)
+    s, z = codes.specified, codes.unspecified
     weights = torch.linspace(0, 1, steps)
     s_path, z_path = _lerp(s[0], s[1], weights), _lerp(z[0], z[1], weights)
     decoded = _decode(model, s_path.repeat(steps, 1), z_path.repeat_interleave(steps, 0))
@@ -306,14 +293,20 @@ def interpolation_images(model: Disentangler, image_a: Tensor, image_b: Tensor, 
 
 
 def interpolation_grid(
-    model: Disentangler, image_a: Tensor, image_b: Tensor, steps: int = 8, title: str | None = None, scale: float = 1.0
+    model: Disentangler,
+    image_a: Tensor,
+    image_b: Tensor,
+    steps: int = 8,
+    title: str | None = None,
+    scale: float = 1.0,
+    labels: Tensor | None = None,
 ) -> Figure:
     """Mathieu et al. (2016), Fig. 2b: ``a``'s reconstruction top-left, ``b``'s bottom-right.
 
     Each row has one unspecified code (from ``a``'s down to ``b``'s), each column one specified
     code (from ``a``'s across to ``b``'s), see :func:`interpolation_images`.
     """
-    grid = interpolation_images(model, image_a, image_b, steps)
+    grid = interpolation_images(model, image_a, image_b, steps, labels)
     return _table_figure(
         [list(row) for row in grid], title=title, scale=scale,
         column_label="specified code s: a → b", row_label="unspecified code z: a → b",
@@ -321,17 +314,22 @@ def interpolation_grid(
 
 
 def conditional_sample_images(
-    model: Disentangler, images: Tensor, n_samples: int, generator: torch.Generator | None = None
+    model: Disentangler,
+    images: Tensor,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """``[N, n_samples, C, H, W]``: each image's specified code with ``z ~ N(0, I)``.
 
     Column ``k`` uses the same ``z_k`` for every image, so a column shows one "style".
-    ``generator`` (a CPU generator) makes the draws repeatable.
+    ``generator`` (a CPU generator) makes the draws repeatable; ``labels`` only for the
+    conditional VAE.
     """
     images = _check_images(images)
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    s = _specified_codes(model, images, "conditional_sample_images").specified
+    s = _specified_codes(model, images, "conditional_sample_images", labels).specified
     z = torch.randn(n_samples, model.unspecified_dim, generator=generator)
     n = s.shape[0]
     decoded = _decode(model, s.repeat_interleave(n_samples, 0), z.repeat(n, 1))
@@ -345,10 +343,11 @@ def conditional_samples(
     generator: torch.Generator | None = None,
     title: str | None = None,
     scale: float = 1.0,
+    labels: Tensor | None = None,
 ) -> Figure:
     """Mathieu et al. (2016), Fig. 8: each row keeps the specified code of its left image and
     draws the unspecified code from the prior; see :func:`conditional_sample_images`."""
-    samples = conditional_sample_images(model, images, n_samples, generator)
+    samples = conditional_sample_images(model, images, n_samples, generator, labels)
     sources = _check_images(images).cpu()
     cells = [[sources[i], *samples[i]] for i in range(len(sources))]
     return _table_figure(
@@ -695,7 +694,13 @@ class SliderPanel:
 
 
 def code_slider(
-    model: Disentangler, image_a: Tensor, image_b: Tensor, steps: int = 11, size: int = 192, title: str | None = None
+    model: Disentangler,
+    image_a: Tensor,
+    image_b: Tensor,
+    steps: int = 11,
+    size: int = 192,
+    title: str | None = None,
+    labels: Tensor | None = None,
 ) -> SliderPanel:
     """Slide the specified code (``a``) and the unspecified code (``b``) from image a's to image b's.
 
@@ -703,7 +708,8 @@ def code_slider(
     unspecified code with b's specified code: the swap of :func:`swap_grid`.
     """
     pair = torch.cat([_check_image(image_a, "image_a").cpu(), _check_image(image_b, "image_b").cpu()])
-    s, z = _specified_codes(model, pair, "code_slider")[:2]
+    codes = _specified_codes(model, pair, "code_slider", labels)
+    s, z = codes.specified, codes.unspecified
 
     def frames(a: Tensor, b: Tensor) -> Tensor:
         return _decode(model, _lerp(s[0], s[1], a), _lerp(z[0], z[1], b))

@@ -43,9 +43,10 @@ def pixel_data(n: int = 400, seed: int = 0) -> ImageDataset:
 
 def test_encode_dataset_returns_cpu_codes_in_order():
     data = pixel_data(30)
-    specified, unspecified = evaluate.encode_dataset(Pixels(), data, batch_size=7)
-    assert torch.equal(specified[:, 0], data.labels.float())
-    assert unspecified.shape == (30, 16) and unspecified.device.type == "cpu"
+    codes = evaluate.encode_dataset(Pixels(), data, batch_size=7)
+    assert torch.equal(codes.specified[:, 0], data.labels.float())
+    assert codes.unspecified.shape == (30, 16) and codes.unspecified.device.type == "cpu"
+    assert torch.equal(codes.unspecified_logvar, torch.zeros(30, 16)) and codes.specified_logvar is None
 
 
 def test_probe_separates_informative_from_useless_features():
@@ -65,7 +66,7 @@ def test_probe_codes_covers_label_and_factors_from_both_codes():
     assert results["s"]["noise"].test_error > 0.4
     mean = evaluate.mean_error(results["s"], ["label", "noise"])
     assert mean.test_error == pytest.approx((results["s"]["label"].test_error + results["s"]["noise"].test_error) / 2)
-    with pytest.raises(KeyError, match="no target named"):
+    with pytest.raises(KeyError, match="no categorical target named"):
         evaluate.probe_codes(Pixels(), pixel_data(300, 0), pixel_data(300, 1), names=("hair",))
 
 

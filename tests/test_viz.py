@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from dislib import viz
+from dislib import evaluate, viz
 from dislib.models.base import Codes, Disentangler, ImageConfig
 from dislib.train import History
 
@@ -299,10 +299,10 @@ def test_batched_and_single_frame_functions_agree():
         viz.SliderPanel(lambda a, b: torch.rand(2, 1, 4, 4), ("a", 0, 1), ("b", 0, 1), batched=True)
 
 
-def test_encode_images_in_batches_matches_one_call():
+def test_encode_dataset_in_batches_matches_one_call():
     model, x = tiny(), images(7)
-    codes = viz.encode_images(model, x, batch_size=3)
+    codes = evaluate.encode_dataset(model, x, batch_size=3)
     expected = model.eval().encode(x)
     torch.testing.assert_close(codes.specified, expected.specified.detach())
     torch.testing.assert_close(codes.unspecified, expected.unspecified.detach())
-    assert viz.encode_images(tiny(specified_dim=0), x, batch_size=3).specified is None
+    assert evaluate.encode_dataset(tiny(specified_dim=0), x, batch_size=3).specified is None

@@ -10,72 +10,24 @@ is centred at ``x = 2.2 (k - 1)``, so the classes sit side by side, 0.2 apart be
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from dislib.data.base import check_labels
+from dislib.data.base import PointDataset
 
 SPLIT_STREAMS = {"train": 0, "test": 1}
 INTERVAL = 2.2
-
-
-@dataclass
-class PointDataset(torch.utils.data.Dataset):
-    """Points with class labels, in memory.
-
-    Parameters
-    ----------
-    points
-        ``float32`` tensor ``[N, D]``.
-    labels
-        ``int64`` tensor ``[N]`` with values in ``[0, num_classes)``.
-    num_classes
-        Number of classes the labels range over.
-    name
-        Dataset name as given to :func:`dislib.data.load`.
-    """
-
-    points: Tensor
-    labels: Tensor
-    num_classes: int
-    name: str
-
-    def __post_init__(self) -> None:
-        n = len(self.points)
-        if n == 0:
-            raise ValueError(f"dataset {self.name!r} is empty: ask for at least one point (n >= 1)")
-        if self.points.ndim != 2:
-            raise ValueError(f"dataset {self.name!r}: points must be [N, D], got shape {tuple(self.points.shape)}")
-        check_labels(self.name, self.labels, n, self.num_classes)
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.points[i], self.labels[i]
-
-    @property
-    def point_dim(self) -> int:
-        """Number of coordinates of one point."""
-        return self.points.shape[1]
-
-    def subset(self, indices: Tensor | slice) -> "PointDataset":
-        """The points at ``indices``."""
-        return replace(self, points=self.points[indices], labels=self.labels[indices])
-
-    def to(self, device: torch.device | str) -> "PointDataset":
-        """A copy with every tensor on ``device``."""
-        return replace(self, points=self.points.to(device), labels=self.labels.to(device))
 
 
 def load_three_moons(
     split: str, root: Path | None = None, n: int = 3000, noise: float = 0.1, seed: int = 0
 ) -> PointDataset:
     """``n`` points of the three-moons toy, classes balanced (up to one point) and shuffled.
+
+    Each point carries its angle along the arc (radians in ``[0, pi]``) as a real factor: the
+    label-irrelevant factor a model should keep in its unspecified code.
 
     Parameters
     ----------
@@ -101,4 +53,6 @@ def load_three_moons(
     angle = rng.uniform(0.0, math.pi, n)
     points = np.stack([INTERVAL * (labels - 1) + np.cos(angle), np.sin(angle)], 1)
     points += rng.normal(0.0, noise, points.shape)
-    return PointDataset(torch.from_numpy(points).float(), torch.from_numpy(labels).long(), 3, "three-moons")
+    angles = torch.from_numpy(angle).float().unsqueeze(1)
+    return PointDataset(torch.from_numpy(points).float(), torch.from_numpy(labels).long(), 3, "three-moons",
+                        factors=angles, factor_names=("angle",))

@@ -8,13 +8,14 @@ paper's algorithm box (GANs alternate between players inside one step). The trai
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from dislib.data.base import ImageDataset
+from dislib.data.base import ImageDataset, LabelledData, check_pixels
 
 MODELS: dict[str, type["Model"]] = {}
 
@@ -50,23 +51,26 @@ class ImageConfig:
 
 
 class Codes(NamedTuple):
-    """What ``encode`` returns: the specified code, the unspecified code and its log-variance.
+    """What ``encode`` returns: the specified code, the unspecified code and their log-variances.
 
-    ``specified`` is the part tied to the label (or the reference set); ``unspecified`` the rest
-    (the posterior mean where the code is stochastic), ``unspecified_logvar`` its log-variance or
-    ``None`` for a deterministic code.
+    ``specified`` is the part tied to the label (or the reference set), ``unspecified`` the rest;
+    each is the posterior mean where the code is stochastic, with its log-variance in
+    ``specified_logvar`` / ``unspecified_logvar`` (``None`` for a deterministic code or a model
+    without that code). Read the fields by name: ``codes.specified``, never ``codes[0]``.
     """
 
     specified: Tensor | None
     unspecified: Tensor
     unspecified_logvar: Tensor | None = None
+    specified_logvar: Tensor | None = None
 
 
 class Model(nn.Module):
     """Base class: configuration, optimizers, batches, a training step and an evaluation.
 
     Subclasses set ``name``, ``Config`` and ``BUDGETS`` and implement :meth:`train_step` and
-    :meth:`evaluate`.
+    :meth:`evaluate`. Every model counts its training steps in the buffer ``steps_done`` (kept
+    by checkpoints), for schedules such as a learning-rate drop or a pre-training stage.
     """
 
     name: ClassVar[str]
@@ -80,15 +84,20 @@ class Model(nn.Module):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.autocast_dtype: torch.dtype | None = None
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     # construction -----------------------------------------------------------------------
     @classmethod
-    def for_dataset(cls, data: ImageDataset, preset: str | None = None, **overrides: Any) -> "Model":
+    def for_dataset(cls, data: LabelledData, preset: str | None = None, **overrides: Any) -> "Model":
         """Build the model for ``data``: the named preset (default: the dataset's own, if any),
         with the image shape and class count taken from the data, then ``overrides``."""
         base = cls.PRESETS.get(preset or data.name, cls.Config())
         if preset is not None and preset not in cls.PRESETS:
             raise KeyError(f"{cls.name} has no preset {preset!r}; presets: {sorted(cls.PRESETS)}")
+        if not isinstance(data, ImageDataset):
+            raise TypeError(f"{cls.name} reads images, but dataset {data.name!r} holds {type(data).__name__}; "
+                            "build a model made for that kind of data")
         channels, height, width = data.image_shape
         if height != width:
             raise ValueError(f"{cls.name} needs square images, got {height}x{width}")
@@ -101,10 +110,17 @@ class Model(nn.Module):
         return cls.BUDGETS[name]
 
     # training ---------------------------------------------------------------------------
-    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+    def make_batch(self, data: LabelledData, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         """Turn the indices the loop drew into a batch; pair/triplet models draw partners here."""
-        self.check_images(data.images[:1])
-        return {"x": data.images[indices], "y": data.labels[indices]}
+        self.check_images(data.inputs[:1])
+        return {"x": data.inputs[indices], "y": data.labels[indices]}
+
+    def autocast(self) -> AbstractContextManager:
+        """Mixed precision for a forward pass when ``autocast_dtype`` is set (the loop sets
+        bfloat16 on CUDA); backward passes and optimizer steps run outside it, as PyTorch advises."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def optimizer_step(self, optimizer: str, loss: Tensor) -> None:
         """Back-propagate ``loss`` and step the named optimizer (gradients zeroed first)."""
@@ -113,29 +129,45 @@ class Model(nn.Module):
         loss.backward()
         opt.step()
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """One optimisation step on ``batch``; returns each loss term as a float."""
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One optimisation step on ``batch``, ending with ``steps_done += 1``.
+
+        Returns each loss term as a detached 0-d tensor on the model's device: the loop brings
+        them to the host every few steps, not after every step (each transfer waits for a GPU).
+        """
         raise NotImplementedError
 
+    @staticmethod
+    def report(terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch means of ``terms``, detached: what :meth:`train_step` returns."""
+        return {k: v.detach().float().mean() for k, v in terms.items()}
+
     @torch.no_grad()
-    def evaluate(self, data: ImageDataset) -> dict[str, float]:
+    def evaluate(self, data: LabelledData) -> dict[str, float]:
         """Metrics on held-out data (called in eval mode by the loop)."""
         raise NotImplementedError
 
     # validation -------------------------------------------------------------------------
+    def _check_values(self, x: Tensor) -> bool:
+        """Whether to check values as well as shapes: reading a value back waits for a GPU, so
+        training on a GPU skips it (its dataset was checked when it was built)."""
+        return x.device.type == "cpu" or not self.training
+
     def check_images(self, x: Tensor) -> None:
-        """Raise a clear error if ``x`` is not a batch of images this model was built for."""
+        """Raise a clear error if ``x`` is not a batch of float32 images in ``[0, 1]`` this model was built for."""
         c, s = self.config.image_channels, self.config.image_size
         if x.ndim != 4 or x.shape[1:] != (c, s, s):
             raise ValueError(
                 f"{self.name} expects images of shape [N, {c}, {s}, {s}], got {tuple(x.shape)}; "
                 f"build the model with {type(self).__name__}.for_dataset(data) to match your data"
             )
+        if x.dtype != torch.float32 or self._check_values(x):
+            check_pixels(f"{self.name} input", x)
 
     def check_labels(self, y: Tensor) -> None:
         """Raise a clear error if labels are not integers in ``[0, num_classes)``."""
         k = self.config.num_classes
-        if y.dtype != torch.long or y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+        if y.dtype != torch.long or self._check_values(y) and y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
             lo, hi = (int(y.min()), int(y.max())) if y.numel() else (0, 0)
             raise ValueError(f"{self.name} expects int64 labels in [0, {k}), got {y.dtype} in [{lo}, {hi}]")
 
@@ -195,7 +227,15 @@ class Disentangler(Model):
     specified_dim: int
     unspecified_dim: int
 
+    @property
+    def label_is_code(self) -> bool:
+        """True for a model whose specified code is the label itself (the conditional VAE): its
+        ``encode(x, labels)`` takes the labels as an optional argument, which the generic probes,
+        grids and sliders pass. Every other model encodes from images alone."""
+        return False
+
     def encode(self, x: Tensor) -> Codes:
+        """Split images into codes."""
         raise NotImplementedError
 
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:

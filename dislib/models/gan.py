@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Budget, ImageConfig, Model, register
-from dislib.nn import ConvDecoder, ConvEncoder
+from dislib.nn import ConvDecoder, ImageDiscriminator
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,6 @@ class GANConfig(ImageConfig):
     def __post_init__(self) -> None:
         if self.generator_loss not in ("nonsaturating", "minimax"):
             raise ValueError(f"generator_loss must be 'nonsaturating' or 'minimax', got {self.generator_loss!r}")
-
-
-class Discriminator(nn.Module):
-    """``D(x[, y])``: a strided convolution stack and a linear layer to one logit per image."""
-
-    def __init__(self, config: GANConfig) -> None:
-        super().__init__()
-        c = config
-        classes = c.num_classes if c.conditional else 0
-        self.features = ConvEncoder(c.image_channels, c.image_size, c.discriminator_widths, "leaky_relu", num_classes=classes)
-        self.logit = nn.Linear(self.features.out_features, 1)
-
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.logit(self.features(x, labels)).squeeze(1)
 
 
 @register
@@ -74,7 +60,10 @@ class GAN(Model):
         self.label_embedding = nn.Embedding(c.num_classes, c.label_dim) if c.conditional else None
         extra = c.label_dim if c.conditional else 0
         self.generator = ConvDecoder(c.latent_dim + extra, c.image_channels, c.image_size, c.generator_widths)
-        self.discriminator = Discriminator(c)
+        self.discriminator = ImageDiscriminator(
+            c.image_channels, c.image_size, c.discriminator_widths,
+            num_classes=c.num_classes if c.conditional else 0, label_input="layers" if c.conditional else "none",
+        )
         g_params = list(self.generator.parameters())
         if self.label_embedding is not None:
             g_params += list(self.label_embedding.parameters())
@@ -103,28 +92,27 @@ class GAN(Model):
         """Images from ``z ~ N(0, I)``."""
         return self.generate(torch.randn(n, self.config.latent_dim, device=self.device), labels)
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
         x = batch["x"]
         y = batch["y"] if self.config.conditional else None
-        fake = self.sample(len(x), y)
-
-        d_real, d_fake = self.discriminator(x, y), self.discriminator(fake.detach(), y)
-        d_loss = losses.discriminator_loss(d_real, d_fake).mean()
+        with self.autocast():
+            fake = self.sample(len(x), y)
+            d_real, d_fake = self.discriminator(x, y), self.discriminator(fake.detach(), y)
+            d_loss = losses.discriminator_loss(d_real, d_fake).mean()
         self.optimizer_step("discriminator", d_loss)
 
-        g_logits = self.discriminator(fake, y)
-        if self.config.generator_loss == "nonsaturating":
-            g_loss = losses.generator_loss_nonsaturating(g_logits).mean()
-        else:
-            g_loss = losses.generator_loss_minimax(g_logits).mean()
+        with self.autocast():
+            g_logits = self.discriminator(fake, y)
+            if self.config.generator_loss == "nonsaturating":
+                g_loss = losses.generator_loss_nonsaturating(g_logits).mean()
+            else:
+                g_loss = losses.generator_loss_minimax(g_logits).mean()
         self.optimizer_step("generator", g_loss)
-        return {
-            "d_loss": d_loss.item(),
-            "g_loss": g_loss.item(),
-            "D(x)": torch.sigmoid(d_real).mean().item(),
-            "D(G(z))": torch.sigmoid(d_fake).mean().item(),
-        }
+        self.steps_done += 1
+        return self.report(
+            {"d_loss": d_loss, "g_loss": g_loss, "D(x)": torch.sigmoid(d_real), "D(G(z))": torch.sigmoid(d_fake)}
+        )
 
     @torch.no_grad()
     def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:

@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dislib import evaluate, losses
+from dislib import losses
 from dislib.data import samplers
 from dislib.data.base import ImageDataset
 from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
-from dislib.models.gan import Discriminator, GANConfig
-from dislib.nn import MLP, ConvDecoder, ConvEncoder, GaussianHead, reparameterize
+from dislib.nn import MLP, CodeClassifier, ConvDecoder, ConvEncoder, GaussianHead, ImageDiscriminator, reparameterize
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class MathieuConfig(ImageConfig):
         Reed et al. 2016), so that it must check the class and not only realism.
     label_adversary_weight
         **Extension, not in the paper** (0 = the paper): weight of an adversarial classifier that
-        reads the batch-standardised mean of ``q(z|x)`` (:class:`LabelAdversary`) and is trained
+        reads the batch-standardised mean of ``q(z|x)`` (:class:`dislib.nn.CodeClassifier`) and is trained
         to predict the label, while the encoder is pushed towards its uniform prediction (Zheng &
         Sun 2019, Eq. 5). It attacks the leak the image-space adversary cannot see: label
         information in ``z`` that the decoder ignores.
@@ -155,42 +154,18 @@ def generator_objective(terms: dict[str, Tensor], config: MathieuConfig) -> Tens
     return total
 
 
-class Adversary(Discriminator):
-    """``Adv(x, id)``: the class-conditional DCGAN discriminator of :mod:`dislib.models.gan`.
-
-    Three 5x5 stride-2 convolutions with batch norm and LeakyReLU(0.2); the label enters through
-    three separate embedding tables added at the first three layers.
-    """
-
-    def __init__(self, config: MathieuConfig) -> None:
-        c = config
-        super().__init__(GANConfig(
-            image_channels=c.image_channels, image_size=c.image_size, num_classes=c.num_classes,
-            conditional=True, discriminator_widths=c.discriminator_widths,
-        ))
-
-
 def triplet_labels(batch: dict[str, Tensor]) -> Tensor:
     """The labels of ``x1, x1', x2`` stacked in that order, as their codes are."""
     return torch.cat([batch["id1"], batch["id1"], batch["id2"]])
 
 
-class LabelAdversary(nn.Sequential):
-    """Extension: the classifier ``C(id | mu)`` on the posterior mean of ``z`` (Zheng & Sun 2019, Eq. 4).
-
-    It reads each dimension standardised over the batch (batch norm without a learned scale), as
-    the Table 1 probe does. Reading raw means, it could be fooled by shrinking the label's
-    directions of ``mu`` until they look like noise, which a probe that standardises its input
-    reads back at once.
-    """
-
-    def __init__(self, dim: int, num_classes: int) -> None:
-        super().__init__(nn.BatchNorm1d(dim, affine=False), MLP((dim, 256, num_classes)))
-
-
 @register
 class Mathieu(Disentangler):
     """Encoder ``Enc(x) = (s, (mu, logvar))``, decoder ``Dec(z, s)``, adversary ``Adv(x, id)``.
+
+    The adversary is the class-conditional DCGAN discriminator: three 5x5 stride-2 convolutions
+    with batch norm and LeakyReLU(0.2), the label entering through a learned per-class bias at
+    each layer (:class:`dislib.nn.ImageDiscriminator` with ``label_input="layers"``).
 
     The decoder passes ``s`` and ``z`` each through a fully connected layer and adds the results;
     a sum of two linear maps is one linear map of the concatenation ``[s, z]``, so that merge is
@@ -222,9 +197,11 @@ class Mathieu(Disentangler):
         self.unspecified_trunk = ConvEncoder(c.image_channels, c.image_size, c.widths) if pretrained else None
         self.unspecified_head = GaussianHead(self.trunk.out_features, c.unspecified_dim)
         self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
-        self.adversary = Adversary(c)
+        self.adversary = ImageDiscriminator(
+            c.image_channels, c.image_size, c.discriminator_widths, c.num_classes, label_input="layers"
+        )
         self._class_index: samplers.ClassIndex | None = None
-        self.label_adversary = LabelAdversary(c.unspecified_dim, c.num_classes) if c.label_adversary_weight else None
+        self.label_adversary = CodeClassifier(c.unspecified_dim, c.num_classes) if c.label_adversary_weight else None
         players = ("adversary.", "label_adversary.", "specified_classifier.")
         autoencoder = [p for name, p in self.named_parameters() if not name.startswith(players)]
         self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=(c.beta1, 0.999))
@@ -237,7 +214,6 @@ class Mathieu(Disentangler):
             self.specified_classifier = MLP((c.specified_dim, 256, c.num_classes))
             specified = [*self.trunk.parameters(), *self.specified_head.parameters(), *self.specified_classifier.parameters()]
             self.optimizers["specified_classifier"] = torch.optim.Adam(specified, lr=c.lr)
-            self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     @property
     def specified_frozen(self) -> bool:
@@ -258,7 +234,7 @@ class Mathieu(Disentangler):
         self.check_images(x)
         h = self.trunk(x)
         mu, logvar = self.unspecified_head(h if self.unspecified_trunk is None else self.unspecified_trunk(x))
-        return Codes(self.specified_head(h), mu, logvar)
+        return Codes(specified=self.specified_head(h), unspecified=mu, unspecified_logvar=logvar)
 
     def decoder_logits(self, specified: Tensor, unspecified: Tensor) -> Tensor:
         """Bernoulli logits of ``p(x | z, s)``."""
@@ -293,6 +269,15 @@ class Mathieu(Disentangler):
         self.check_images(batch["x1"])
         return batch
 
+    def check_batch(self, batch: dict[str, Tensor]) -> None:
+        """Raise a clear error for a hand-made triplet batch with missing keys or bad labels."""
+        missing = {"x1", "id1", "x1_same", "x2", "id2"} - set(batch)
+        if missing:
+            raise ValueError(f"a Mathieu batch needs x1, id1, x1_same, x2, id2; missing {sorted(missing)}: "
+                             "build it with model.make_batch(data, indices, generator)")
+        self.check_labels(batch["id1"])
+        self.check_labels(batch["id2"])
+
     def generator_terms(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """The per-image terms of Algorithm 1's generator step (before weighting), ``X~12`` and ``mu``.
 
@@ -302,7 +287,8 @@ class Mathieu(Disentangler):
         """
         x1, id2 = batch["x1"], batch["id2"]
         n = len(x1)
-        s, mu, logvar = self.encode(torch.cat([x1, batch["x1_same"], batch["x2"]]))
+        codes = self.encode(torch.cat([x1, batch["x1_same"], batch["x2"]]))
+        s, mu, logvar = codes.specified, codes.unspecified, codes.unspecified_logvar
         if self.specified_frozen:
             s = s.detach()
         s1, s1_same, s2 = s.split(n)
@@ -325,59 +311,76 @@ class Mathieu(Disentangler):
             terms["class_mmd"] = losses.class_mmd(mu, triplet_labels(batch)).expand(n)
         return terms, x12, mu
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Algorithm 1: train the generative model, then the adversary.
 
         To save a forward pass, the adversary judges the swapped generation ``X~12 = Dec(z1, s2)``
         of the (last) generator step, detached, instead of encoding a fresh pair. With
         ``specified_pretraining_steps``, the first steps are :meth:`pretraining_step` instead.
         """
+        self.check_batch(batch)
         if self.unspecified_trunk is not None and not self.specified_frozen:
             return self.pretraining_step(batch)
         self.adversary.requires_grad_(False)
         for _ in range(self.config.generator_steps):
-            terms, x12, mu = self.generator_terms(batch)
-            self.optimizer_step("autoencoder", generator_objective(terms, self.config).mean())
+            with self.autocast():
+                terms, x12, mu = self.generator_terms(batch)
+                objective = generator_objective(terms, self.config).mean()
+            self.optimizer_step("autoencoder", objective)
         self.adversary.requires_grad_(True)
 
         x2, id2 = batch["x2"], batch["id2"]
-        fake_logits, real_logits = self.adversary(x12.detach(), id2), self.adversary(x2, id2)
-        accuracy = 0.5 * ((fake_logits < 0).float().mean() + (real_logits > 0).float().mean())
-        adversary_loss = losses.discriminator_loss(real_logits, fake_logits).mean()
-        if self.config.mismatched_negatives:
-            wrong = batch["id1"] != id2
-            mismatched_logits = self.adversary(batch["x1"][wrong], id2[wrong])
-            adversary_loss = adversary_loss + torch.nn.functional.softplus(mismatched_logits).sum() / len(x2)
+        with self.autocast():
+            fake_logits, real_logits = self.adversary(x12.detach(), id2), self.adversary(x2, id2)
+            accuracy = 0.5 * ((fake_logits < 0).float().mean() + (real_logits > 0).float().mean())
+            adversary_loss = losses.discriminator_loss(real_logits, fake_logits).mean()
+            if self.config.mismatched_negatives:
+                wrong = batch["id1"] != id2
+                mismatched_logits = self.adversary(batch["x1"][wrong], id2[wrong])
+                adversary_loss = adversary_loss + F.softplus(mismatched_logits).sum() / len(x2)
         cap = self.config.adversary_accuracy_cap
         if cap is None or accuracy.item() < cap:
             self.optimizer_step("adversary", adversary_loss)
-        out = {k: v.mean().item() for k, v in terms.items()}
+        out = self.report({**terms, "adversary_loss": adversary_loss, "adversary_accuracy": accuracy})
         if self.label_adversary is not None:
             out["label_adversary_loss"] = self.label_adversary_step(mu.detach(), batch)
-        return {**out, "adversary_loss": adversary_loss.item(), "adversary_accuracy": accuracy.item()}
+        self.steps_done += 1
+        return out
 
-    def label_adversary_step(self, mu: Tensor, batch: dict[str, Tensor]) -> float:
+    def label_adversary_step(self, mu: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """Extension: ``label_adversary_steps`` updates of the classifier ``C(id | mu)`` (Zheng & Sun
-        Eq. 4) on the posterior means of ``x1, x1', x2``; returns its last cross-entropy."""
+        Eq. 4) on the posterior means of ``x1, x1', x2``; returns its last cross-entropy, detached."""
         labels = triplet_labels(batch)
         for _ in range(self.config.label_adversary_steps):
-            loss = F.cross_entropy(self.label_adversary(mu), labels)
+            with self.autocast():
+                loss = F.cross_entropy(self.label_adversary(mu), labels)
             self.optimizer_step("label_adversary", loss)
-        return loss.item()
+        return loss.detach().float()
 
-    def pretraining_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def pretraining_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The supplement's first stage: the specified encoder with a two-layer head on ``s``,
         trained to classify ``x1`` (cross-entropy); the rest of the model waits."""
-        logits = self.specified_classifier(self.specified_head(self.trunk(batch["x1"])))
-        loss = F.cross_entropy(logits, batch["id1"])
+        with self.autocast():
+            logits = self.specified_classifier(self.specified_head(self.trunk(batch["x1"])))
+            loss = F.cross_entropy(logits, batch["id1"])
         self.optimizer_step("specified_classifier", loss)
         self.steps_done += 1
         if self.specified_frozen:
             self.train(self.training)
-        accuracy = (logits.argmax(1) == batch["id1"]).float().mean()
-        return {"classification": loss.item(), "classification_accuracy": accuracy.item()}
+        accuracy = (logits.argmax(1) == batch["id1"]).float()
+        return self.report({"classification": loss, "classification_accuracy": accuracy})
 
     @torch.no_grad()
-    def evaluate(self, data: ImageDataset) -> dict[str, float]:
-        """Table-1 style metrics on a subsample of ``data``: see :func:`dislib.evaluate.quick_metrics`."""
-        return evaluate.quick_metrics(self, data)
+    def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:
+        """The bound of Eq. 4 on held-out images, in nats per image: ``-log p(x | z, s)`` at one
+        sample of ``q(z|x)`` and ``KL(q(z|x) || N(0, I))``. Probes of the codes are the caller's
+        (:func:`dislib.evaluate.held_out` adds them in the training loop)."""
+        sums = {"reconstruction": 0.0, "kl": 0.0}
+        for i in range(0, len(data), batch_size):
+            x = data.images[i : i + batch_size]
+            codes = self.encode(x)
+            z = reparameterize(codes.unspecified, codes.unspecified_logvar)
+            terms = conditional_bound(self.decoder_logits(codes.specified, z), x, codes.unspecified, codes.unspecified_logvar)
+            for k, v in terms.items():
+                sums[k] += v.float().sum().item()
+        return {f"test_{k}": v / len(data) for k, v in sums.items()}

@@ -3,6 +3,11 @@
 The unconditional VAE has only an unspecified code ``z``; the conditional VAE adds the label as
 a specified code (one-hot), which is the simplest split of a representation into "the label"
 and "everything else", and the starting point of the three papers of this book.
+
+Sohn et al. condition the recognition network on the label too, ``q(z | x, y)``. Here the label
+enters the decoder only, ``q(z | x)`` and ``p(x | z, y)``, as in the cVAE baseline of Zheng & Sun
+(2019): the encoder needs nothing but images, so probes, grids and sliders treat the conditional
+VAE like every other model, and whether ``z`` still carries the label can be measured.
 """
 
 from __future__ import annotations
@@ -23,21 +28,21 @@ from dislib.nn import ConvDecoder, ConvEncoder, GaussianHead, reparameterize
 class VAEConfig(ImageConfig):
     """Settings of :class:`VAE`.
 
-    ``likelihood`` is ``"bernoulli"`` (binary-ish images such as MNIST) or ``"gaussian"`` with a
-    fixed ``observation_std``; ``beta`` weights the KL term (1 is the true ELBO).
+    ``likelihood`` is ``"bernoulli"`` (binary-ish images such as MNIST), ``"gaussian"`` or
+    ``"laplace"`` with a fixed ``pixel_scale`` (see :func:`dislib.losses.image_nll`); ``beta``
+    weights the KL term (1 is the true ELBO).
     """
 
     latent_dim: int = 16
     conditional: bool = False
     likelihood: str = "bernoulli"
-    observation_std: float = 0.1
+    pixel_scale: float = 0.1
     beta: float = 1.0
     widths: tuple[int, ...] = (32, 64, 128)
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        losses.check_likelihood(self.likelihood, self.pixel_scale)
 
 
 @register
@@ -62,25 +67,30 @@ class VAE(Disentangler):
         self.specified_dim = c.num_classes if c.conditional else 0
         self.unspecified_dim = c.latent_dim
         self.encoder = ConvEncoder(c.image_channels, c.image_size, c.widths)
-        self.posterior = GaussianHead(self.encoder.out_features + self.specified_dim, c.latent_dim)
+        self.posterior = GaussianHead(self.encoder.out_features, c.latent_dim)
         self.decoder = ConvDecoder(c.latent_dim + self.specified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.optimizers["vae"] = torch.optim.Adam(self.parameters(), lr=c.lr)
 
-    def _label_code(self, labels: Tensor | None) -> Tensor | None:
+    def _label_code(self, labels: Tensor | None, needed_by: str) -> Tensor | None:
         if not self.config.conditional:
             return None
         if labels is None:
-            raise ValueError("a conditional VAE needs the labels: encode(x, labels)")
+            raise ValueError(f"a conditional VAE decodes from a label: pass labels to {needed_by}")
         self.check_labels(labels)
         return F.one_hot(labels, self.config.num_classes).float()
 
+    @property
+    def label_is_code(self) -> bool:
+        return self.config.conditional
+
     def encode(self, x: Tensor, labels: Tensor | None = None) -> Codes:
-        """``q(z|x)`` (or ``q(z|x,y)``): the one-hot label as specified code, ``z``'s mean and log-variance."""
+        """``q(z|x)``: ``z``'s mean and log-variance; for the conditional VAE the specified code is
+        the one-hot label when ``labels`` are given (``None`` otherwise: an image alone does not
+        name its label)."""
         self.check_images(x)
-        specified = self._label_code(labels)
-        h = self.encoder(x)
-        mu, logvar = self.posterior(h if specified is None else torch.cat([h, specified], 1))
-        return Codes(specified, mu, logvar)
+        specified = None if labels is None else self._label_code(labels, "encode")
+        mu, logvar = self.posterior(self.encoder(x))
+        return Codes(specified=specified, unspecified=mu, unspecified_logvar=logvar)
 
     def decoder_logits(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         """Pre-activation output of ``p(x|z[,y])``: logits (Bernoulli) or the mean before the sigmoid."""
@@ -93,7 +103,7 @@ class VAE(Disentangler):
     def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
         """Images decoded from ``z ~ N(0, I)`` (and the given labels, when conditional)."""
         z = torch.randn(n, self.config.latent_dim, device=self.device)
-        return self.decode(self._label_code(labels), z)
+        return self.decode(self._label_code(labels, "sample"), z)
 
     def negative_elbo(self, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
         r"""The two terms of the negative ELBO, per image, in nats.
@@ -101,20 +111,23 @@ class VAE(Disentangler):
         .. math:: -\mathcal L(x) = \underbrace{-\mathbb E_{q(z|x)}\log p(x|z)}_{\text{reconstruction}}
                   + \beta\,\underbrace{\mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{kl}}
         """
-        specified, mu, logvar = self.encode(x, labels)
-        logits = self.decoder_logits(specified, reparameterize(mu, logvar))
-        if self.config.likelihood == "bernoulli":
-            reconstruction = losses.bernoulli_nll(logits, x)
-        else:
-            reconstruction = losses.gaussian_nll(torch.sigmoid(logits), x, self.config.observation_std)
-        return {"reconstruction": reconstruction, "kl": losses.kl_normal_standard(mu, logvar)}
+        codes = self.encode(x)
+        specified = self._label_code(labels, "negative_elbo")
+        logits = self.decoder_logits(specified, reparameterize(codes.unspecified, codes.unspecified_logvar))
+        c = self.config
+        return {
+            "reconstruction": losses.image_nll(logits, x, c.likelihood, c.pixel_scale),
+            "kl": losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar),
+        }
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Maximise the ELBO by one Adam step (Kingma & Welling 2014, Algorithm 1)."""
-        terms = self.negative_elbo(batch["x"], batch["y"] if self.config.conditional else None)
-        loss = (terms["reconstruction"] + self.config.beta * terms["kl"]).mean()
+        with self.autocast():
+            terms = self.negative_elbo(batch["x"], batch["y"] if self.config.conditional else None)
+            loss = (terms["reconstruction"] + self.config.beta * terms["kl"]).mean()
         self.optimizer_step("vae", loss)
-        return {"loss": loss.item(), **{k: v.mean().item() for k, v in terms.items()}}
+        self.steps_done += 1
+        return self.report({"loss": loss, **terms})
 
     @torch.no_grad()
     def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:
