@@ -24,7 +24,7 @@ class Pixels(Disentangler):
 
     def encode(self, x: Tensor) -> Codes:
         flat = x.flatten(1)
-        return Codes(flat[:, :1], flat, torch.zeros_like(flat))
+        return Codes(specified=flat[:, :1], unspecified=flat, unspecified_logvar=torch.zeros_like(flat))
 
     def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
         if self.uses_z:

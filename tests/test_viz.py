@@ -41,7 +41,8 @@ class Tiny(Disentangler):
         self.check_images(x)
         h = self.encoder(x.flatten(1))
         specified = h[:, : self.specified_dim] if self.specified_dim else None
-        return Codes(specified, h[:, self.specified_dim :], torch.zeros_like(h[:, self.specified_dim :]))
+        z = h[:, self.specified_dim :]
+        return Codes(specified=specified, unspecified=z, unspecified_logvar=torch.zeros_like(z))
 
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         self.check_codes(specified, unspecified)

@@ -47,7 +47,7 @@ class VAEConfig(ImageConfig):
 
 @register
 class VAE(Disentangler):
-    """Convolutional VAE: ``q(z|x[,y])`` a diagonal Gaussian, ``p(x|z[,y])`` Bernoulli or Gaussian."""
+    """Convolutional VAE: ``q(z|x)`` a diagonal Gaussian, ``p(x|z[,y])`` Bernoulli, Gaussian or Laplace."""
 
     name = "vae"
     Config = VAEConfig
