@@ -13,14 +13,16 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from dislib import data, settings
+from dislib.evaluate import held_out
 from dislib.data.base import ImageDataset
 from dislib.models import MODELS
-from dislib.train import fit, load_model
+from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -33,10 +35,8 @@ def train(args: argparse.Namespace) -> dict:
     model = model_cls.for_dataset(train_data, args.preset)
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
-        resume=not args.restart)
-    run = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({**run, "data_options": options}, indent=2))
-    return json.loads((out / "metrics.json").read_text())
+        resume=not args.restart, data_options=options)
+    return json.loads((out / METRICS).read_text())
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -53,10 +53,10 @@ def _option(text: str) -> tuple[str, object]:
 def evaluate(args: argparse.Namespace) -> dict:
     """Re-evaluate a trained run on its dataset's test split."""
     model = load_model(args.run, args.device)
-    run = json.loads((Path(args.run) / "run.json").read_text())
+    run = read_run(args.run)
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
     with torch.no_grad():
-        return {"model": run["model"], "dataset": run["dataset"], **model.evaluate(test)}
+        return {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
 
 
 def bench(args: argparse.Namespace) -> dict:
@@ -72,6 +72,7 @@ def bench(args: argparse.Namespace) -> dict:
     results = {}
     for name, model_cls in sorted(MODELS.items()):
         model = model_cls.for_dataset(synthetic).to(dev).train()
+        model.autocast_dtype = torch.bfloat16 if dev.type == "cuda" else None
         generator = torch.Generator().manual_seed(0)
         times = []
         for step in range(args.warmup + args.steps):
@@ -80,8 +81,7 @@ def bench(args: argparse.Namespace) -> dict:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                model.train_step(batch)
+            model.train_step(batch)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             if step >= args.warmup:
@@ -104,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
-    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    t.add_argument("--restart", action="store_true",
+                   help="train from scratch, replacing what --out holds, instead of resuming")
     t.set_defaults(handler=train)
     e = sub.add_parser("evaluate", help="print a trained run's test metrics as JSON")
     e.add_argument("run", help="run directory written by `train`")
@@ -123,12 +124,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        result = args.handler(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            result = args.handler(args)
+    except (FileNotFoundError, PermissionError, ValueError, KeyError, TrainingDiverged, RunDirectoryError) as err:
+        message = err.args[0] if isinstance(err, KeyError) else err  # a KeyError's str() adds quotes
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Print a warning as one line on stderr, without the source line Python adds."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,29 @@ def downloads_allowed() -> bool:
 
 
 def device(name: str | torch.device | None = None) -> torch.device:
-    """Return the torch device: ``auto`` picks CUDA when present, else the CPU."""
+    """Return the torch device: ``auto`` picks CUDA when present, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        For a device name torch does not know, or a CUDA device this machine does not have.
+    """
+    if name:
+        source, fix = "the device argument", "pass device='auto' (--device auto)"
+    else:
+        source, fix = "DISLIB_DEVICE", "set DISLIB_DEVICE=auto"
     name = name or os.environ.get("DISLIB_DEVICE") or "auto"
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"{source} names an unknown device {str(name)!r}: {fix}, or cpu, cuda, cuda:N") from err
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and (dev.index or 0) >= count:
+        found = f"only {count} CUDA device(s)" if count else "no CUDA GPU"
+        raise ValueError(f"{source} asks for {str(name)!r} but torch sees {found} here: {fix} or cpu")
+    return dev
 
 
 def seed_everything(seed: int) -> None:

@@ -1,41 +1,64 @@
 """One training loop for every model: seeding, batches, progress, evaluation, checkpoints.
 
 A run directory holds ``checkpoint.pt`` (weights, optimizers, random state, step, history),
-``run.json`` (what was trained on what) and, at the end, ``metrics.json``.
+``run.json`` (what was trained on what) and, at the end, ``metrics.json``; each is replaced
+atomically. While a process trains there, ``run.lock`` holds its process id.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
 import time
-from contextlib import nullcontext
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from dislib import settings
-from dislib.data.base import ImageDataset
+from dislib import evaluate, settings
+from dislib.data.base import LabelledData
 from dislib.models.base import Budget, Model
 
 CHECKPOINT = "checkpoint.pt"
+RUN = "run.json"
+METRICS = "metrics.json"
+LOCK = "run.lock"
+SYNC_EVERY = 20  # steps between bringing the losses to the host (each transfer waits for a GPU)
+_SAME_ON_RESUME = ("model", "dataset", "data_options", "seed", "budget")
+_CHECKPOINT_KEYS = {"model", "config", "weights", "optimizers", "step", "history", "rng"}
+_RESTART = "train again with --restart (resume=False)"
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+class RunDirectoryError(RuntimeError):
+    """A run directory is damaged, in use by another process, or holds another run."""
+
+
 @dataclass
 class History:
-    """Mean losses per evaluation interval and the evaluation metrics at its end."""
+    """Mean losses per evaluation interval, the evaluation metrics at its end, and where it trained.
+
+    ``device`` and ``threads`` (``torch.get_num_threads()``) are those of the last session that
+    trained; empty and 0 in checkpoints written before they were recorded.
+    """
 
     steps: list[int] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    device: str = ""
+    threads: int = 0
 
     def last(self) -> dict[str, float]:
         """Losses and metrics of the last interval, in one dict."""
@@ -50,19 +73,53 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_919 + epoch))
 
 
-def _check_finite(losses: dict[str, float], step: int) -> None:
-    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-    if bad:
-        raise TrainingDiverged(
-            f"training diverged at step {step}: {bad}. Lower the learning rate, check the inputs are "
-            "in [0, 1], or resume from the last checkpoint with another seed"
-        )
+class _IntervalLosses:
+    """Sums of each loss term over the steps of an evaluation interval, kept on the device.
+
+    Adding a step's losses does not wait for the device; :meth:`sync` brings the sums to the host
+    in one transfer and checks them, every :data:`SYNC_EVERY` steps and before anything is kept.
+    """
+
+    def __init__(self, device: torch.device, sums: dict[str, float], count: int, step: int) -> None:
+        self.device, self.count, self.synced = device, count, step
+        self.sums = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in sums.items()}
+        self.host = dict(sums)
+
+    def add(self, losses: dict[str, Tensor | float]) -> None:
+        """Add one step's losses (0-d tensors or floats)."""
+        for k, v in losses.items():
+            total = self.sums.setdefault(k, torch.zeros((), dtype=torch.float64, device=self.device))
+            total += torch.as_tensor(v, dtype=torch.float64, device=self.device).detach()
+        self.count += 1
+
+    def sync(self, step: int) -> dict[str, float]:
+        """The means so far, on the host; :class:`TrainingDiverged` if a loss became NaN/inf since the last sync."""
+        self.host = dict(zip(self.sums, torch.stack(list(self.sums.values())).tolist())) if self.sums else {}
+        bad = {k: v for k, v in self.host.items() if not math.isfinite(v)}
+        if bad:
+            first = self.synced + 1
+            where = f"at step {step}" if first == step else f"between steps {first} and {step}"
+            raise TrainingDiverged(
+                f"training diverged: a loss became NaN/inf {where}: {bad}. Lower the learning rate, check that "
+                "the inputs are in [0, 1], or train from scratch with another seed (--restart --seed N / "
+                "resume=False, seed=N)"
+            )
+        self.synced = step
+        return {k: v / self.count for k, v in self.host.items()}
+
+    def reset(self) -> None:
+        """Start a new interval."""
+        self.sums, self.host, self.count = {}, {}, 0
+
+    def state(self) -> dict[str, Any]:
+        """The synced sums and the step count, for a checkpoint (call :meth:`sync` first)."""
+        return {"sums": self.host, "count": self.count}
 
 
 def fit(
     model: Model,
-    train_data: ImageDataset,
-    test_data: ImageDataset | None = None,
+    train_data: LabelledData,
+    test_data: LabelledData | None = None,
     *,
     budget: str | Budget | None = None,
     seed: int = 0,
@@ -72,6 +129,7 @@ def fit(
     checkpoint_every: int | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    data_options: dict[str, Any] | None = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for a budget, evaluating on ``test_data`` as it goes.
 
@@ -84,11 +142,23 @@ def fit(
         Seeds the weights' random draws and every batch: step ``t`` always sees the same batch.
     out
         Run directory for checkpoints and metrics; with ``resume`` an existing checkpoint there
-        is continued, and the final weights equal those of an uninterrupted run.
+        is continued, and the final weights equal those of an uninterrupted run. A resume with
+        another model, configuration, dataset, ``data_options``, seed or budget is refused and
+        leaves the directory as it was; ``resume=False`` trains from scratch, replacing it.
     checkpoint_every
         Steps between checkpoints (default: at each evaluation).
     stop_after
         Stop after this many steps of this call, leaving a checkpoint (for interrupting on purpose).
+    data_options
+        The options ``train_data`` was loaded with (``dislib.data.load(name, **data_options)``),
+        kept in ``run.json`` so that the run can be evaluated and resumed on the same data.
+
+    Raises
+    ------
+    TrainingDiverged
+        When a loss becomes NaN or infinite; no checkpoint is written past the last finite one.
+    RunDirectoryError
+        When ``out`` is in use by another process, damaged, or holds another run.
     """
     plan = budget if isinstance(budget, Budget) else model.budget(settings.budget(budget))
     dev = settings.device(device)
@@ -99,67 +169,169 @@ def fit(
     train_data = train_data.to(dev)
     model.to(dev)
     settings.seed_everything(seed)
-    history, step = History(), 0
+    run = {"model": model.name, "dataset": train_data.name, "data_options": data_options or {}, "seed": seed,
+           "budget": asdict(plan), "config": asdict(model.config)}
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(
-            {"model": model.name, "dataset": train_data.name, "seed": seed, "budget": asdict(plan),
-             "config": asdict(model.config)}, indent=2))
-        if resume and (run_dir / CHECKPOINT).exists():
-            step, history = _load(run_dir / CHECKPOINT, model)
-    steps_per_epoch = max(len(train_data) // plan.batch_size, 1)
-    every = checkpoint_every or plan.eval_every
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
-    sums: dict[str, float] = {}
-    count, start, stop = 0, time.perf_counter(), min(plan.steps, step + (stop_after or plan.steps))
-    bar = tqdm(total=plan.steps, initial=step, desc=model.name, disable=not progress, leave=False)
-    order, order_epoch = None, -1
-    while step < stop:
-        epoch, i = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = _epoch_order(len(train_data), seed, epoch).to(dev), epoch
-        indices = order[i * plan.batch_size : (i + 1) * plan.batch_size]
-        model.train()
-        batch = model.make_batch(train_data, indices, _step_generator(seed, step))
-        with autocast:
-            losses = model.train_step(batch)
-        step += 1
-        _check_finite(losses, step)
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
-        bar.update(1)
-        bar.set_postfix({k: f"{v / count:.3g}" for k, v in sums.items()}, refresh=False)
-        if step % plan.eval_every == 0 or step == plan.steps:
-            history.steps.append(step)
-            history.losses.append({k: v / count for k, v in sums.items()})
-            history.metrics.append(_evaluate(model, test_data))
-            sums, count = {}, 0
-        if run_dir is not None and (step % every == 0 or step == stop):
+    with _locked(run_dir) if run_dir is not None else nullcontext():
+        step, history, interval = _open_run(run_dir, run, model, resume) if run_dir is not None else (0, History(), {})
+        steps_per_epoch = max(len(train_data) // plan.batch_size, 1)
+        every = checkpoint_every or plan.eval_every
+        model.autocast_dtype = torch.bfloat16 if dev.type == "cuda" else None
+        losses = _IntervalLosses(dev, interval.get("sums", {}), interval.get("count", 0), step)
+        start, stop = time.perf_counter(), min(plan.steps, step + (stop_after or plan.steps))
+        if step < stop:
+            history.device, history.threads = str(dev), torch.get_num_threads()
+        order, order_epoch = None, -1
+        with tqdm(total=plan.steps, initial=step, desc=model.name, disable=not progress, leave=False) as bar:
+            while step < stop:
+                epoch, i = divmod(step, steps_per_epoch)
+                if epoch != order_epoch:
+                    order, order_epoch = _epoch_order(len(train_data), seed, epoch).to(dev), epoch
+                indices = order[i * plan.batch_size : (i + 1) * plan.batch_size]
+                model.train()
+                batch = model.make_batch(train_data, indices, _step_generator(seed, step))
+                losses.add(model.train_step(batch))
+                step += 1
+                bar.update(1)
+                evaluate_now = step % plan.eval_every == 0 or step == plan.steps
+                save_now = run_dir is not None and (step % every == 0 or step == stop)
+                if step % SYNC_EVERY == 0 or evaluate_now or save_now or step == stop:
+                    means = losses.sync(step)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                if evaluate_now:
+                    history.steps.append(step)
+                    history.losses.append(means)
+                    history.metrics.append(_evaluate(model, test_data))
+                    losses.reset()
+                if save_now:
+                    history.seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    _save(run_dir / CHECKPOINT, model, step, history, losses.state())
+        if run_dir is None:
             history.seconds += time.perf_counter() - start
-            start = time.perf_counter()
-            _save(run_dir / CHECKPOINT, model, step, history)
-    bar.close()
-    if run_dir is None:
-        history.seconds += time.perf_counter() - start
-    if run_dir is not None and step == plan.steps:
-        metrics = {"model": model.name, "dataset": train_data.name, "steps": step, "seed": seed,
-                   "seconds": round(history.seconds, 1), "device": str(dev), **history.last()}
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if run_dir is not None and step == plan.steps:
+            _write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
+                                            "seed": seed, "seconds": round(history.seconds, 1),
+                                            "device": history.device, "threads": history.threads, **history.last()})
     return history
 
 
-def _evaluate(model: Model, data: ImageDataset | None) -> dict[str, float]:
+def _evaluate(model: Model, data: LabelledData | None) -> dict[str, float]:
     if data is None:
         return {}
     model.eval()
     with torch.no_grad():
-        return model.evaluate(data)
+        return evaluate.held_out(model, data)
 
 
-def _save(path: Path, model: Model, step: int, history: History) -> None:
-    state = {**model.checkpoint(), "step": step, "history": asdict(history), "rng": torch.get_rng_state()}
+def _open_run(run_dir: Path, run: dict[str, Any], model: Model, resume: bool) -> tuple[int, History, dict[str, Any]]:
+    """Resume the checkpoint in ``run_dir`` (after checking it holds this run) or clear it; then write run.json.
+
+    Returns the step, the history and the running loss sums of the unfinished interval.
+    """
+    run = json.loads(json.dumps(run, default=str))  # as run.json will hold it (lists, not tuples)
+    checkpoint = run_dir / CHECKPOINT
+    if resume and checkpoint.exists():
+        if not (run_dir / RUN).exists():
+            raise RunDirectoryError(f"{checkpoint} has no {RUN} beside it, so what it was trained on is unknown: "
+                                    f"{_RESTART}, or choose another --out")
+        _check_same_run(run_dir, read_run(run_dir), run)
+        state = _read_checkpoint(checkpoint, model.device)
+        model.restore(state)
+        torch.set_rng_state(state["rng"].cpu())
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        step, history, interval = state["step"], History(**state["history"]), state.get("interval", {})
+    else:
+        for name in (CHECKPOINT, METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+        step, history, interval = 0, History(), {}
+    _write_json(run_dir / RUN, run)
+    return step, history, interval
+
+
+def _check_same_run(run_dir: Path, saved: dict[str, Any], run: dict[str, Any]) -> None:
+    """Refuse to resume ``run_dir`` when its run.json differs from ``run`` in what was trained on what."""
+    differences = []
+    for key in _SAME_ON_RESUME:
+        old, new = saved.get(key, {} if key == "data_options" else None), run[key]
+        if key == "budget" and isinstance(old, dict):
+            changed = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+            old, new = {k: old.get(k) for k in changed}, {k: new.get(k) for k in changed}
+        if old != new:
+            differences.append(f"{key} {old!r} (asked for: {new!r})")
+    if differences:
+        raise RunDirectoryError(
+            f"{run_dir} holds a run with {'; '.join(differences)}: resume it with the same settings, "
+            f"{_RESTART} to replace it, or choose another --out"
+        )
+
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/run.lock`` (our process id) while training there; removed at the end, even on error."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK
+    _take_lock(lock)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take_lock(lock: Path, take_over: bool = True) -> None:
+    """Create ``lock`` atomically; take over a stale one (its process is gone) once, with a warning."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        pid = _lock_holder(lock)
+        if take_over and not _running(pid):
+            holder = f"process {pid} no longer runs" if pid else "it names no process"
+            warnings.warn(f"taking over the stale lock {lock}: {holder}", stacklevel=5)
+            lock.unlink(missing_ok=True)
+            return _take_lock(lock, take_over=False)
+        raise RunDirectoryError(
+            f"{lock.parent} is in use by process {pid} (lock file {lock}): wait for it to finish or train into "
+            "another --out; if no training runs there, delete the lock file"
+        ) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _lock_holder(lock: Path) -> int | None:
+    """The process id written in ``lock``; ``None`` when it holds none or vanished meanwhile."""
+    try:
+        text = lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _running(pid: int | None) -> bool:
+    """Whether another process with this id runs (our own id counts as not: a lock we left behind)."""
+    if not pid or pid == os.getpid():
+        return False
+    if os.name == "nt":  # signal 0 would interrupt the process there: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _save(path: Path, model: Model, step: int, history: History, interval: dict[str, Any]) -> None:
+    state = {**model.checkpoint(), "step": step, "history": asdict(history), "rng": torch.get_rng_state(),
+             "interval": interval}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     tmp = path.with_suffix(".tmp")
@@ -167,13 +339,37 @@ def _save(path: Path, model: Model, step: int, history: History) -> None:
     tmp.replace(path)
 
 
-def _load(path: Path, model: Model) -> tuple[int, History]:
-    state = torch.load(path, map_location=model.device, weights_only=False)
-    model.restore(state)
-    torch.set_rng_state(state["rng"].cpu())
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-    return state["step"], History(**state["history"])
+def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """The checkpoint at ``path``; a :class:`RunDirectoryError` naming the file if it is damaged."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except PermissionError:
+        raise
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):  # what torch raises on broken files
+        why = "empty" if path.stat().st_size == 0 else "truncated, or not a torch file"
+    else:
+        if isinstance(state, dict) and _CHECKPOINT_KEYS <= set(state):
+            return state
+        why = "not a dislib checkpoint"
+    raise RunDirectoryError(f"{path} is damaged ({why}): delete it, or {_RESTART}")
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """What ``run_dir/run.json`` says was trained: model, dataset, data_options, seed, budget, config."""
+    path = Path(run_dir) / RUN
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no {RUN} in {run_dir} (it names the dataset): train there with `python -m dislib train ... "
+            f"--out {run_dir}` (add --restart if it holds a checkpoint)"
+        )
+    try:
+        run = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        run = "empty" if path.stat().st_size == 0 else f"not JSON: {err}"
+    if not isinstance(run, dict) or not {"model", "dataset"} <= set(run):
+        why = run if isinstance(run, str) else "not the JSON dislib writes"
+        raise RunDirectoryError(f"{path} is damaged ({why}): {_RESTART}, or delete the run directory")
+    return run
 
 
 def load_model(run_dir: str | Path, device: str | torch.device | None = None) -> Model:
@@ -181,5 +377,41 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first with `python -m dislib train ... --out {run_dir}`")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    return Model.from_checkpoint(state).to(settings.device(device)).eval()
+    return Model.from_checkpoint(_read_checkpoint(path, "cpu")).to(settings.device(device)).eval()
+
+
+def train_or_load(
+    model: Model,
+    train_data: LabelledData,
+    test_data: LabelledData | None = None,
+    *,
+    name: str,
+    budget: str | Budget | None = None,
+    seed: int = 0,
+    runs: str | Path | None = "runs",
+    device: str | torch.device | None = None,
+) -> History:
+    """Train ``model`` for a chapter, or load its finished run, and print one line saying which.
+
+    Parameters
+    ----------
+    name
+        The run's name in the chapter; its directory is ``runs/NAME-seedSEED``.
+    budget
+        As for :func:`fit`. A run directory is kept only for the full budget (a :class:`Budget`
+        counts as full when ``DISLIB_BUDGET`` is); smoke runs keep nothing.
+    runs
+        Folder of the chapter's run directories; ``None`` keeps nothing.
+    """
+    budget_name = settings.budget(None if isinstance(budget, Budget) else budget)
+    plan = budget if isinstance(budget, Budget) else model.budget(budget_name)
+    out = Path(runs) / f"{name}-seed{seed}" if runs is not None and budget_name == "full" else None
+    finished = out is not None and (out / METRICS).exists() and (out / CHECKPOINT).exists()
+    history = fit(model, train_data, test_data, budget=plan, seed=seed, out=out, device=device, progress=False)
+    trained = f"{plan.steps} steps of {plan.batch_size} images in {history.seconds:.0f} s"
+    device_used, threads = history.device or "an unrecorded device", history.threads or "?"
+    if finished:
+        print(f"{name}: loaded the finished run from {out} (trained {trained} on {device_used}, {threads} CPU threads)")
+    else:
+        print(f"{name}: trained {trained} on {device_used} ({threads} CPU threads)")
+    return history

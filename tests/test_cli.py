@@ -1,11 +1,17 @@
 """The command line: train, evaluate, bench (on a tiny synthetic dataset)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from dislib import __main__ as cli
-from dislib import data
+from dislib import data, train
+from dislib.data import mnist
+from dislib.data.base import ImageDataset
+from dislib.models import VAE
 from tests.helpers import tiny_images
 
 
@@ -54,3 +60,79 @@ def test_dataset_options_are_used_and_remembered_for_evaluate(tiny_dataset, tmp_
 def test_malformed_dataset_option_is_refused(tiny_dataset, tmp_path, capsys):
     assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "size32", "--out", str(tmp_path)]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]  # what a terminal shows once the progress bar is cleared
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_refused_resume_leaves_the_run_to_evaluate_on_its_own_data(tiny_dataset, monkeypatch, tmp_path, capsys):
+    def load_tiny2(split, root):
+        tiny = tiny_images(32, seed=int(split == "test"))
+        return ImageDataset(tiny.images, tiny.labels, tiny.num_classes, "tiny2")
+
+    monkeypatch.setitem(data._LOADERS, "tiny2", load_tiny2)
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "vae", "--dataset", "tiny2", "--budget", "smoke", "--out", out]) == 2
+    assert "dataset 'tiny' (asked for: 'tiny2')" in _one_line_error(capsys)
+    assert cli.main(["evaluate", out]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"] == "tiny"
+    assert cli.main(["train", "vae", "--dataset", "tiny2", "--budget", "smoke", "--out", out, "--restart"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"] == "tiny2"
+
+
+def test_an_option_the_dataset_does_not_take_lists_those_it_does(tiny_dataset, tmp_path, capsys):
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "colour=red", "--out", str(tmp_path)]) == 2
+    assert "tiny takes no option colour; the options it takes: size" in _one_line_error(capsys)
+    with pytest.raises(ValueError, match="mnist takes no option size; the options it takes: download"):
+        data.load("mnist", size=32)
+
+
+def test_cuda_without_a_gpu_is_one_line(tiny_dataset, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("DISLIB_DEVICE", "cuda")
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(tmp_path)]) == 2
+    assert "DISLIB_DEVICE asks for 'cuda'" in _one_line_error(capsys)
+
+
+def test_divergence_is_one_line(tiny_dataset, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(VAE, "train_step", lambda self, batch: {"loss": torch.tensor(float("nan"))})
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(tmp_path)]) == 2
+    assert "a loss became NaN/inf between steps 1 and 20" in _one_line_error(capsys)
+
+
+def test_locked_or_damaged_run_directories_are_one_line(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(out)]) == 0
+    capsys.readouterr()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / train.LOCK).write_text(str(other.pid))
+        assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(out)]) == 2
+        assert f"is in use by process {other.pid}" in _one_line_error(capsys)
+    finally:
+        other.kill()
+        other.wait()
+    (out / train.CHECKPOINT).write_bytes(b"")
+    assert cli.main(["evaluate", str(out)]) == 2
+    assert "checkpoint.pt is damaged (empty)" in _one_line_error(capsys)
+
+
+def test_a_truncated_mnist_file_is_named_with_its_size(tmp_path, monkeypatch, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, size in mnist._SIZES.items():  # sparse files of the right size, one cut short
+        with open(raw / name, "wb") as f:
+            f.truncate(size // 2 if name == "train-images-idx3-ubyte" else size)
+    monkeypatch.setenv("DISLIB_DATA", str(tmp_path))
+    assert cli.main(["train", "vae", "--dataset", "mnist", "--budget", "smoke", "--out", str(tmp_path / "run")]) == 2
+    assert "train-images-idx3-ubyte is truncated: 23,520,008 bytes, expected 47,040,016" in _one_line_error(capsys)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"")
+    with open(raw / "train-images-idx3-ubyte", "wb") as f:
+        f.truncate(mnist._SIZES["train-images-idx3-ubyte"])
+    with pytest.raises(data.DatasetDamaged, match="cannot read mnist .*not an idx file.*good copies"):
+        data.load("mnist", "test")

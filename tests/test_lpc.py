@@ -108,3 +108,39 @@ def test_read_only_root_works_without_a_cache(monkeypatch):
 def test_checksums_of_the_sheets_used():
     lpc.verify_checksums(ROOT / lpc.FOLDER)
     assert "Johannes" in lpc.authors_text(ROOT)
+
+
+def test_an_unwritable_cache_folder_warns_and_is_not_used(tmp_path, monkeypatch):
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for folder in (read_only, a_file):
+        monkeypatch.setenv("DISLIB_CACHE", str(folder))
+        with pytest.warns(UserWarning, match=f"cannot write the sprite cache {folder}.*point DISLIB_CACHE at a writable"):
+            assert lpc._cache_path(tmp_path, None) is None
+    with pytest.warns(UserWarning, match="cache_dir="):
+        assert lpc._cache_path(tmp_path, read_only / "cache") is None
+    monkeypatch.setenv("DISLIB_CACHE", str(tmp_path / "new"))
+    assert lpc._cache_path(tmp_path, None) == tmp_path / "new" / lpc.CACHE_FOLDER
+
+
+def test_a_damaged_cache_file_is_composed_again(tmp_path, monkeypatch):
+    composed = []
+
+    def compose_all(folder, identities, frames, size, background):
+        composed.append(identities)
+        return np.full((len(identities), 20 * frames, size, size, 3), 7, dtype=np.uint8)
+
+    monkeypatch.setattr(lpc, "_compose_all", compose_all)
+    args = (tmp_path, (1, 2), 1, 8, (255, 255, 255), tmp_path / "cache")
+    first = lpc._composed.__wrapped__(*args)  # past the in-memory cache
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    assert np.array_equal(lpc._composed.__wrapped__(*args), first) and len(composed) == 1
+    for damage in (cached.read_bytes()[:-100], b""):
+        cached.write_bytes(damage)
+        with pytest.warns(UserWarning, match="cached sprites .* are damaged .*composing them again"):
+            assert np.array_equal(lpc._composed.__wrapped__(*args), first)
+        assert np.array_equal(np.load(cached), first)  # replaced by a whole copy
+    assert len(composed) == 3

@@ -1,14 +1,15 @@
 """The training loop: determinism, resume, divergence, checkpoints of the wrong model."""
 
 import json
+import math
 
 import pytest
 import torch
 
-from dislib import settings
+from dislib import settings, train
 from dislib.models import GAN, VAE, Budget
 from dislib.models.base import Model
-from dislib.train import CHECKPOINT, TrainingDiverged, fit, load_model
+from dislib.train import CHECKPOINT, TrainingDiverged, fit, load_model, train_or_load
 from tests.helpers import tiny_images
 
 BUDGET = Budget(steps=6, batch_size=16, eval_every=3, eval_size=32)
@@ -34,7 +35,7 @@ def test_same_seed_same_weights():
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     data, test = tiny_images(), tiny_images(seed=1)
     straight = _vae()
-    fit(straight, data, test, budget=BUDGET, out=tmp_path / "straight", progress=False)
+    straight_history = fit(straight, data, test, budget=BUDGET, out=tmp_path / "straight", progress=False)
     first = _vae()
     fit(first, data, test, budget=BUDGET, out=tmp_path / "resumed", stop_after=4, progress=False)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
@@ -42,6 +43,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     history = fit(second, data, test, budget=BUDGET, out=tmp_path / "resumed", progress=False)
     assert history.steps == [3, 6]
     assert all(torch.equal(x, y) for x, y in zip(_weights(straight), _weights(second)))
+    assert history.losses == straight_history.losses  # the interrupted interval's sums were kept
     metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert metrics["steps"] == 6 and "test_negative_elbo" in metrics
 
@@ -54,8 +56,57 @@ def test_history_has_losses_and_metrics():
 
 def test_diverging_loss_stops_with_a_message():
     model = _vae(lr=1e30)
-    with pytest.raises(TrainingDiverged, match="diverged at step"):
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf between steps 1 and 20: .*another seed"):
         fit(model, tiny_images(), budget=Budget(steps=50, batch_size=16, eval_every=50), progress=False)
+
+
+def _scripted(model: Model, values: list[float]) -> list[float]:
+    """Make ``model.train_step`` return ``values`` in turn as 0-d tensors; returns the list of calls made."""
+    calls = []
+
+    def train_step(batch):
+        calls.append(values[len(calls)])
+        return {"loss": torch.tensor(calls[-1]), "half": calls[-1] / 2}  # a float still works
+
+    model.train_step = train_step
+    return calls
+
+
+def test_losses_reach_the_host_every_sync_interval_and_means_are_exact(monkeypatch):
+    syncs = []
+    sync = train._IntervalLosses.sync
+    monkeypatch.setattr(train._IntervalLosses, "sync", lambda self, step: syncs.append(step) or sync(self, step))
+    values = [1 / (k + 3) for k in range(60)]
+    model = _vae()
+    _scripted(model, values)
+    history = fit(model, tiny_images(), budget=Budget(steps=60, batch_size=16, eval_every=30), progress=False)
+    assert syncs == [20, 30, 40, 60]  # every SYNC_EVERY steps and before each evaluation
+    assert train.SYNC_EVERY == 20
+    float32 = [float(torch.tensor(v)) for v in values]
+    assert history.losses[0]["loss"] == sum(float32[:30]) / 30 and history.losses[1]["loss"] == sum(float32[30:]) / 30
+    assert history.losses[1]["half"] == sum(v / 2 for v in values[30:]) / 30
+
+
+def test_no_checkpoint_is_written_with_diverged_weights(tmp_path):
+    model = _vae()
+    _scripted(model, [1.0] * 6 + [math.nan] + [1.0] * 10)
+    plan = Budget(steps=16, batch_size=16, eval_every=16)
+    with pytest.raises(TrainingDiverged, match=r"between steps 6 and 10: \{'loss': nan"):
+        fit(model, tiny_images(), budget=plan, out=tmp_path, checkpoint_every=5, progress=False)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 5
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / train.LOCK).exists()
+
+
+def test_history_records_device_and_threads_and_old_checkpoints_load(tmp_path):
+    fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path, stop_after=4, progress=False)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert (state["history"]["device"], state["history"]["threads"]) == ("cpu", torch.get_num_threads())
+    for key in ("device", "threads"):  # a checkpoint written before these were recorded
+        del state["history"][key]
+    del state["interval"]
+    torch.save(state, tmp_path / CHECKPOINT)
+    history = fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path, progress=False)
+    assert history.steps == [3, 6] and history.device == "cpu"
 
 
 def test_named_budgets_come_from_the_setting(monkeypatch):
@@ -94,3 +145,40 @@ def test_checkpoint_of_another_model_or_configuration_is_refused(tmp_path):
 def test_load_model_from_an_empty_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="train first"):
         load_model(tmp_path)
+
+
+def test_train_or_load_keeps_full_runs_and_loads_them_back(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISLIB_BUDGET", "full")  # a Budget counts as full when DISLIB_BUDGET is
+    data, test = tiny_images(), tiny_images(seed=1)
+    trained = _vae()
+    history = train_or_load(trained, data, test, name="vae", budget=BUDGET, seed=2, runs=tmp_path)
+    threads = torch.get_num_threads()
+    printed = f"vae: trained 6 steps of 16 images in {history.seconds:.0f} s on cpu ({threads} CPU threads)\n"
+    assert capsys.readouterr().out == printed
+    assert (tmp_path / "vae-seed2" / "metrics.json").exists()
+    loaded = _vae(seed=5)
+    again = train_or_load(loaded, data, test, name="vae", budget=BUDGET, seed=2, runs=tmp_path)
+    assert capsys.readouterr().out == (
+        f"vae: loaded the finished run from {tmp_path / 'vae-seed2'} "
+        f"(trained 6 steps of 16 images in {history.seconds:.0f} s on cpu, {threads} CPU threads)\n"
+    )
+    assert again == history
+    assert all(torch.equal(x, y) for x, y in zip(_weights(trained), _weights(loaded)))
+
+
+def test_train_or_load_keeps_nothing_for_smoke_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISLIB_BUDGET", "smoke")
+    train_or_load(_vae(), tiny_images(), name="vae", budget=BUDGET, runs=tmp_path)
+    assert "vae: trained 6 steps" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+
+
+def test_device_setting_explains_a_missing_gpu_or_an_unknown_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("DISLIB_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="DISLIB_DEVICE asks for 'cuda' but torch sees no CUDA GPU here: set DISLIB_DEVICE"):
+        settings.device()
+    with pytest.raises(ValueError, match="device argument names an unknown device 'gpu'.*--device auto"):
+        settings.device("gpu")
+    monkeypatch.setenv("DISLIB_DEVICE", "cpu")
+    assert settings.device() == torch.device("cpu")

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from typing import Any, Callable
 
 from dislib import settings
 from dislib.data.base import ImageDataset
-from dislib.data.mnist import DatasetNotFound, load_mnist
+from dislib.data.mnist import DatasetDamaged, DatasetNotFound, load_mnist
 from dislib.data.moons import PointDataset, load_three_moons
 from dislib.data.sprites import load_sprites
 from dislib.data.lpc import load_lpc_sprites
@@ -21,8 +23,8 @@ from dislib.data.yaleb import load_yaleb
 SPLITS = ("train", "test")
 
 _LOADERS: dict[str, Callable[..., Any]] = {
-    "mnist": lambda split, root, **kw: load_mnist("mnist", split, root, **kw),
-    "fashion-mnist": lambda split, root, **kw: load_mnist("fashion-mnist", split, root, **kw),
+    "mnist": functools.partial(load_mnist, "mnist"),
+    "fashion-mnist": functools.partial(load_mnist, "fashion-mnist"),
     "lpc-sprites": load_lpc_sprites,
     "norb": load_norb,
     "yaleb": load_yaleb,
@@ -45,13 +47,32 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
         Data root; default ``DISLIB_DATA``, else ``data/``. Files found there are used; missing
         files are downloaded where allowed (``DISLIB_DOWNLOAD``) and possible.
     options
-        Dataset-specific options (for example ``size=64`` for sprites).
+        Dataset-specific options (for example ``size=64`` for sprites): the keyword arguments of
+        the dataset's loader (:func:`option_names`); any other raises a ValueError listing them.
     """
     if name not in _LOADERS:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(names())}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+    _check_options(name, options)
     return _LOADERS[name](split, settings.data_root(root), **options)
 
 
-__all__ = ["DatasetNotFound", "ImageDataset", "PointDataset", "load", "names"]
+def option_names(name: str) -> list[str]:
+    """Names of the options dataset ``name`` takes (the keyword arguments of its loader)."""
+    parameters = list(inspect.signature(_LOADERS[name]).parameters.values())[2:]  # after split, root
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _check_options(name: str, given: dict[str, Any]) -> None:
+    """Raise a ValueError naming the options ``name`` does not take and listing those it does."""
+    unknown = sorted(set(given) - set(option_names(name)))
+    if unknown:
+        takes = ", ".join(option_names(name)) or "none"
+        raise ValueError(
+            f"{name} takes no option {', '.join(unknown)}; the options it takes: {takes}. "
+            "Remove the others from --option (or from load's keyword arguments)"
+        )
+
+
+__all__ = ["DatasetDamaged", "DatasetNotFound", "ImageDataset", "PointDataset", "load", "names", "option_names"]

@@ -33,7 +33,8 @@ Identities are split at random (seeded) into disjoint train and test sets, 20% t
 
 Composed images are cached as uint8 arrays in ``<data root>/lpc-sprites-cache/`` (or
 ``cache_dir=`` / ``DISLIB_CACHE``); a read-only data root without a cache folder only means the
-characters are composed again in each new process.
+characters are composed again in each new process (an unwritable ``cache_dir``/``DISLIB_CACHE``
+also warns), and a damaged cache file is composed again and replaced, with a warning.
 
 The art is dual licensed CC-BY-SA 3.0 / GPL 3.0: show :data:`CREDITS` with every figure made
 from it (the full list of contributions is :func:`authors_text`, the repository's AUTHORS.txt).
@@ -200,7 +201,7 @@ def load_lpc_sprites(
         RGB of the opaque background the layers are composited onto.
     cache_dir
         Where composed uint8 arrays are cached; default ``DISLIB_CACHE``, else
-        ``<root>/lpc-sprites-cache`` when writable, else no disk cache.
+        ``<root>/lpc-sprites-cache``; no disk cache where it cannot be written.
     download
         Fetch the pinned repository archive from GitHub when the folder is missing; default
         ``dislib.settings.downloads_allowed()``.
@@ -327,13 +328,24 @@ def _missing(folder: Path, why: str) -> str:
 
 
 def _cache_path(root: Path, cache_dir: str | os.PathLike | None) -> Path | None:
-    """Cache folder: the argument, else ``DISLIB_CACHE``, else ``<root>/lpc-sprites-cache`` if writable."""
+    """Cache folder: the argument, else ``DISLIB_CACHE``, else ``<root>/lpc-sprites-cache``.
+
+    A folder that cannot be written (or created) means no disk cache: silently for the default,
+    with a warning for a folder the caller asked for.
+    """
     if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get("DISLIB_CACHE"):
-        return Path(os.environ["DISLIB_CACHE"]) / CACHE_FOLDER
-    folder = Path(root) / CACHE_FOLDER
-    return folder if _writable(folder if folder.is_dir() else Path(root)) else None
+        folder, source = Path(cache_dir), "cache_dir="
+    elif os.environ.get("DISLIB_CACHE"):
+        folder, source = Path(os.environ["DISLIB_CACHE"]) / CACHE_FOLDER, "DISLIB_CACHE"
+    else:
+        folder, source = Path(root) / CACHE_FOLDER, None
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if _writable(existing):
+        return folder
+    if source is not None:
+        warnings.warn(f"cannot write the sprite cache {folder} ({source}): composing without a cache; "
+                      f"point {source} at a writable folder to keep the composed sprites", stacklevel=4)
+    return None
 
 
 def _writable(path: Path) -> bool:
@@ -348,8 +360,10 @@ def _composed(
     """uint8 ``[identities, 20 * frames, size, size, 3]``, read from the disk cache or composed."""
     key = repr((_CACHE_VERSION, ATTRIBUTES, _DRAW_ORDER, identities, frames, size, background))
     path = None if cache is None else cache / f"sprites-{size}px-{frames}f-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
-    if path is not None and path.exists():
-        return np.load(path, mmap_mode="r")
+    shape = (len(identities), len(ACTIONS) * len(DIRECTIONS) * frames, size, size, 3)
+    cached = None if path is None or not path.exists() else _read_cache(path, shape)
+    if cached is not None:
+        return cached
     pixels = _compose_all(folder, identities, frames, size, background)
     if path is not None:
         try:
@@ -360,6 +374,20 @@ def _composed(
         except OSError as err:
             warnings.warn(f"could not cache composed sprites in {path.parent} ({err}); composing again next time")
     return pixels
+
+
+def _read_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached uint8 array of ``shape`` at ``path`` (memory-mapped), or ``None`` with a warning if damaged."""
+    try:
+        pixels = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:
+        why = str(err)
+    else:
+        if pixels.shape == shape and pixels.dtype == np.uint8:
+            return pixels
+        why = f"{pixels.dtype} {pixels.shape}, expected uint8 {shape}"
+    warnings.warn(f"the cached sprites {path} are damaged ({why}); composing them again to replace it", stacklevel=5)
+    return None
 
 
 def _compose_all(folder: Path, identities: tuple[int, ...], frames: int, size: int, background: tuple[int, ...]) -> np.ndarray:

@@ -200,7 +200,8 @@ class Model(nn.Module):
             diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
             raise ValueError(
                 f"this checkpoint was trained with another configuration (checkpoint, model): {diff}; "
-                "build the model from the checkpoint's config or start a new run directory"
+                "build the model from the checkpoint's config (dislib.load_model), or train anew with "
+                "--restart (resume=False) or into another --out"
             )
         self.load_state_dict(checkpoint["weights"])
         for k, state in checkpoint["optimizers"].items():
