@@ -211,3 +211,112 @@ def class_mmd(codes: Tensor, labels: Tensor, marginals: bool = True, bandwidths:
     if marginals:
         total = total + per_class(_gaussian_kernels(squared, 1, bandwidths)).mean()
     return total
+
+
+def mahalanobis_distances(codes: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
+    r"""Half the squared Mahalanobis distance of every code to every Gaussian of a mixture, ``[N, K]``.
+
+    .. math::
+        d_k(s) = \tfrac12 (s - \mu_k)^\top \Sigma_k^{-1} (s - \mu_k)
+               = \tfrac12 \sum_j \lambda_{kj}\,(s_j - \mu_{kj})^2,
+        \qquad \Sigma_k = \mathrm{diag}(1 / \lambda_k)
+
+    The distance of Zheng & Sun (2019), Eqs. 7-8 (after Wan et al. 2018). ``codes`` are ``[N, D]``,
+    ``means`` and ``log_precisions`` (:math:`\log\lambda_{kj}`, which must be finite) ``[K, D]``.
+    The differences are formed one by one, not expanded as :math:`s^2 - 2 s\mu + \mu^2`, which
+    loses every digit to cancellation for large codes.
+    """
+    return 0.5 * (log_precisions.exp() * (codes[:, None, :] - means).pow(2)).sum(-1)
+
+
+def gm_logits(codes: Tensor, means: Tensor, log_precisions: Tensor, labels: Tensor | None = None, margin: float = 0.0) -> Tensor:
+    r"""The log-posterior of each class under the Gaussian mixture, up to a constant, ``[N, K]``.
+
+    .. math::
+        \ell_k(s) = -\big(1 + \alpha\,[k = y]\big)\, d_k(s) - \tfrac12 \log\lvert\Sigma_k\rvert,
+        \qquad -\tfrac12 \log\lvert\Sigma_k\rvert = \tfrac12 \sum_j \log\lambda_{kj}
+
+    With equal class priors :math:`p(k) = 1/C`, :math:`\mathrm{softmax}_k\,\ell_k(s) = p(k \mid s)`
+    when :math:`\alpha = 0`; the margin :math:`\alpha \ge 0` (Wan et al. 2018, the L-GM loss)
+    enlarges the distance to the true class ``labels`` (needed only when ``margin > 0``). The
+    argmax over ``k`` of the logits without margin is the mixture's own classifier.
+    """
+    distances = mahalanobis_distances(codes, means, log_precisions)
+    if margin:
+        if labels is None:
+            raise ValueError("a margin enlarges the distance to the true class: pass the labels")
+        distances = distances * (1.0 + margin * F.one_hot(labels, len(means)).to(distances.dtype))
+    return 0.5 * log_precisions.sum(1) - distances
+
+
+def gm_likelihood_loss(codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
+    r"""The likelihood regularisation of a code under its class's Gaussian (Zheng & Sun 2019, Eq. 7).
+
+    .. math::
+        \mathcal L_{lkd} = d_y(s) + \tfrac12 \log\lvert\Sigma_y\rvert
+        = \tfrac12 \sum_j \lambda_{yj} (s_j - \mu_{yj})^2 - \tfrac12 \sum_j \log \lambda_{yj}
+
+    :math:`-\log \mathcal N(s; \mu_y, \Sigma_y)` without the constant :math:`\tfrac D2 \log 2\pi`:
+    the KL divergence from a delta posterior at ``s`` to the class prior, up to constants (App. A.2).
+    """
+    own = log_precisions[labels]
+    return 0.5 * (own.exp() * (codes - means[labels]).pow(2)).sum(1) - 0.5 * own.sum(1)
+
+
+def gm_classification_loss(
+    codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor, margin: float = 0.0
+) -> Tensor:
+    r"""Cross-entropy of the mixture's class posterior with margin (Zheng & Sun 2019, Eq. 8).
+
+    .. math::
+        \mathcal L_{cls} = -\log \frac{\exp \ell_y(s)}{\sum_k \exp \ell_k(s)},
+        \qquad \ell_k(s) = -\big(1 + \alpha\,[k = y]\big)\, d_k(s) - \tfrac12 \log\lvert\Sigma_k\rvert
+
+    (see :func:`gm_logits`). Computed with a log-softmax, which subtracts the largest logit before
+    exponentiating: the authors' code forms :math:`\exp(-d_k)` itself and underflows to
+    :math:`0/0` once codes lie a few tens of units from every mean.
+    """
+    return F.cross_entropy(gm_logits(codes, means, log_precisions, labels, margin), labels, reduction="none")
+
+
+def gm_loss(
+    codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor, margin: float = 0.0, likelihood_weight: float = 0.1
+) -> Tensor:
+    r"""The Gaussian-mixture loss that trains ``E_s`` and the mixture (Zheng & Sun 2019, Eq. 9).
+
+    .. math:: \mathcal L_{GM} = \mathcal L_{cls} + \lambda_{lkd}\, \mathcal L_{lkd}
+
+    :func:`gm_classification_loss` (Eq. 8) plus :func:`gm_likelihood_loss` (Eq. 7) weighted by
+    :math:`\lambda_{lkd}` (0.1 in the authors' code).
+    """
+    classification = gm_classification_loss(codes, labels, means, log_precisions, margin)
+    return classification + likelihood_weight * gm_likelihood_loss(codes, labels, means, log_precisions)
+
+
+def mixture_moments(means: Tensor, log_precisions: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Mean and log-precision ``[D]`` of the one diagonal Gaussian with the mixture's mean and variance.
+
+    .. math::
+        \bar\mu = \frac1C \sum_k \mu_k, \qquad
+        \bar\sigma^2 = \frac1C \sum_k \sigma_k^2 + \frac1C \sum_k (\mu_k - \bar\mu)^2
+
+    with equal class priors, per dimension (the law of total variance): the "ambiguous" Gaussian of
+    Zheng & Sun (2019), Eq. 11, whose equation the text lost; ours is the moment-matched reading.
+    """
+    variance = (-log_precisions).exp().mean(0) + means.var(0, unbiased=False)
+    return means.mean(0), -variance.log()
+
+
+def unlabelled_likelihood_loss(codes: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
+    r"""The likelihood regularisation of an unlabelled code (Zheng & Sun 2019, Sec. 3.6, Eq. 11).
+
+    .. math::
+        \mathcal L_{lkd}^{u} = \tfrac12 (s - \bar\mu)^\top \bar\Sigma^{-1} (s - \bar\mu)
+        + \tfrac12 \log\lvert\bar\Sigma\rvert
+
+    :func:`gm_likelihood_loss` against the single Gaussian :math:`\mathcal N(\bar\mu, \bar\Sigma)`
+    of :func:`mixture_moments`, for images whose class is unknown or outside the mixture.
+    """
+    mean, log_precision = mixture_moments(means, log_precisions)
+    labels = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+    return gm_likelihood_loss(codes, labels, mean[None], log_precision[None])

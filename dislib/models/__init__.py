@@ -4,5 +4,8 @@ from dislib.models.base import MODELS, Budget, Codes, Disentangler, Model
 from dislib.models.gan import GAN, GANConfig
 from dislib.models.mathieu import Mathieu, MathieuConfig
 from dislib.models.vae import VAE, VAEConfig
+from dislib.models.zheng import Zheng, ZhengConfig
 
-__all__ = ["MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "VAE", "VAEConfig"]
+__all__ = [
+    "MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "VAE", "VAEConfig", "Zheng", "ZhengConfig",
+]

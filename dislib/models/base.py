@@ -239,9 +239,16 @@ class Disentangler(Model):
         """Split images into codes."""
         raise NotImplementedError
 
+    def decoder_output(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
+        """The decoder's pre-activation output for ``[specified, unspecified]`` (Bernoulli logits,
+        or the mean image before its sigmoid): the decoder of every model of the book is one
+        network ``self.decoder`` fed with the two codes side by side."""
+        self.check_codes(specified, unspecified)
+        return self.decoder(unspecified if specified is None else torch.cat([specified, unspecified], 1))
+
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         """Images in ``[0, 1]`` from a specified and an unspecified code."""
-        raise NotImplementedError
+        return torch.sigmoid(self.decoder_output(specified, unspecified))
 
     def check_codes(self, specified: Tensor | None, unspecified: Tensor) -> None:
         """Raise a clear error if the codes given to ``decode`` have the wrong size."""

@@ -236,14 +236,6 @@ class Mathieu(Disentangler):
         mu, logvar = self.unspecified_head(h if self.unspecified_trunk is None else self.unspecified_trunk(x))
         return Codes(specified=self.specified_head(h), unspecified=mu, unspecified_logvar=logvar)
 
-    def decoder_logits(self, specified: Tensor, unspecified: Tensor) -> Tensor:
-        """Bernoulli logits of ``p(x | z, s)``."""
-        self.check_codes(specified, unspecified)
-        return self.decoder(torch.cat([specified, unspecified], 1))
-
-    def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder_logits(specified, unspecified))
-
     def sample(self, specified: Tensor) -> Tensor:
         """Conditional generation: ``Dec(z, s)`` with ``z ~ N(0, I)``, one image per row of ``specified``."""
         z = torch.randn(len(specified), self.unspecified_dim, device=specified.device)
@@ -294,7 +286,7 @@ class Mathieu(Disentangler):
         s1, s1_same, s2 = s.split(n)
         mu1, logvar1 = mu[:n], logvar[:n]
         z1 = reparameterize(mu1, logvar1)
-        x11, x11_same, x12 = self.decoder_logits(torch.cat([s1, s1_same, s2]), z1.repeat(3, 1)).split(n)
+        x11, x11_same, x12 = self.decoder_output(torch.cat([s1, s1_same, s2]), z1.repeat(3, 1)).split(n)
         x12 = torch.sigmoid(x12)
         terms = {
             **conditional_bound(x11, x1, mu1, logvar1),
@@ -380,7 +372,7 @@ class Mathieu(Disentangler):
             x = data.images[i : i + batch_size]
             codes = self.encode(x)
             z = reparameterize(codes.unspecified, codes.unspecified_logvar)
-            terms = conditional_bound(self.decoder_logits(codes.specified, z), x, codes.unspecified, codes.unspecified_logvar)
+            terms = conditional_bound(self.decoder_output(codes.specified, z), x, codes.unspecified, codes.unspecified_logvar)
             for k, v in terms.items():
                 sums[k] += v.float().sum().item()
         return {f"test_{k}": v / len(data) for k, v in sums.items()}

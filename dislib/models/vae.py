@@ -92,14 +92,6 @@ class VAE(Disentangler):
         mu, logvar = self.posterior(self.encoder(x))
         return Codes(specified=specified, unspecified=mu, unspecified_logvar=logvar)
 
-    def decoder_logits(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
-        """Pre-activation output of ``p(x|z[,y])``: logits (Bernoulli) or the mean before the sigmoid."""
-        self.check_codes(specified, unspecified)
-        return self.decoder(unspecified if specified is None else torch.cat([unspecified, specified], 1))
-
-    def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
-        return torch.sigmoid(self.decoder_logits(specified, unspecified))
-
     def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
         """Images decoded from ``z ~ N(0, I)`` (and the given labels, when conditional)."""
         z = torch.randn(n, self.config.latent_dim, device=self.device)
@@ -113,7 +105,7 @@ class VAE(Disentangler):
         """
         codes = self.encode(x)
         specified = self._label_code(labels, "negative_elbo")
-        logits = self.decoder_logits(specified, reparameterize(codes.unspecified, codes.unspecified_logvar))
+        logits = self.decoder_output(specified, reparameterize(codes.unspecified, codes.unspecified_logvar))
         c = self.config
         return {
             "reconstruction": losses.image_nll(logits, x, c.likelihood, c.pixel_scale),
