@@ -75,7 +75,7 @@ def encode_dataset(
             x = inputs[i : i + batch_size].to(model.device)
             codes = model.encode(x, labels[i : i + batch_size].to(model.device)) if with_labels else model.encode(x)
             parts.append([None if c is None else c.float().cpu() for c in codes])
-    return Codes(*(None if field[0] is None else torch.cat(field) for field in zip(*parts)))
+    return Codes(*(None if part[0] is None else torch.cat(part) for part in zip(*parts)))  # fields in Codes' order
 
 
 def probe(
