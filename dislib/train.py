@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -386,7 +386,8 @@ def train_or_load(
     test_data: LabelledData | None = None,
     *,
     name: str,
-    budget: str | Budget | None = None,
+    budget: str | None = None,
+    extra_steps: int = 0,
     seed: int = 0,
     runs: str | Path | None = "runs",
     device: str | torch.device | None = None,
@@ -398,13 +399,18 @@ def train_or_load(
     name
         The run's name in the chapter; its directory is ``runs/NAME-seedSEED``.
     budget
-        As for :func:`fit`. A run directory is kept only for the full budget (a :class:`Budget`
-        counts as full when ``DISLIB_BUDGET`` is); smoke runs keep nothing.
+        The model's budget by name (``"full"`` or ``"smoke"``; default ``DISLIB_BUDGET``). A run
+        directory is kept only for the full budget; smoke runs keep nothing.
+    extra_steps
+        Steps added to the named budget (a pre-training stage that runs before the paper's steps).
     runs
         Folder of the chapter's run directories; ``None`` keeps nothing.
     """
-    budget_name = settings.budget(None if isinstance(budget, Budget) else budget)
-    plan = budget if isinstance(budget, Budget) else model.budget(budget_name)
+    if extra_steps < 0:
+        raise ValueError(f"extra_steps must be >= 0, got {extra_steps}")
+    budget_name = settings.budget(budget)
+    named = model.budget(budget_name)
+    plan = replace(named, steps=named.steps + extra_steps)
     out = Path(runs) / f"{name}-seed{seed}" if runs is not None and budget_name == "full" else None
     finished = out is not None and (out / METRICS).exists() and (out / CHECKPOINT).exists()
     history = fit(model, train_data, test_data, budget=plan, seed=seed, out=out, device=device, progress=False)

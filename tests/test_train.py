@@ -148,16 +148,16 @@ def test_load_model_from_an_empty_folder_says_what_to_do(tmp_path):
 
 
 def test_train_or_load_keeps_full_runs_and_loads_them_back(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DISLIB_BUDGET", "full")  # a Budget counts as full when DISLIB_BUDGET is
+    monkeypatch.setattr(VAE, "BUDGETS", {"full": BUDGET, "smoke": BUDGET})
     data, test = tiny_images(), tiny_images(seed=1)
     trained = _vae()
-    history = train_or_load(trained, data, test, name="vae", budget=BUDGET, seed=2, runs=tmp_path)
+    history = train_or_load(trained, data, test, name="vae", budget="full", seed=2, runs=tmp_path)
     threads = torch.get_num_threads()
     printed = f"vae: trained 6 steps of 16 images in {history.seconds:.0f} s on cpu ({threads} CPU threads)\n"
     assert capsys.readouterr().out == printed
     assert (tmp_path / "vae-seed2" / "metrics.json").exists()
     loaded = _vae(seed=5)
-    again = train_or_load(loaded, data, test, name="vae", budget=BUDGET, seed=2, runs=tmp_path)
+    again = train_or_load(loaded, data, test, name="vae", budget="full", seed=2, runs=tmp_path)
     assert capsys.readouterr().out == (
         f"vae: loaded the finished run from {tmp_path / 'vae-seed2'} "
         f"(trained 6 steps of 16 images in {history.seconds:.0f} s on cpu, {threads} CPU threads)\n"
@@ -167,10 +167,21 @@ def test_train_or_load_keeps_full_runs_and_loads_them_back(tmp_path, monkeypatch
 
 
 def test_train_or_load_keeps_nothing_for_smoke_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(VAE, "BUDGETS", {"full": BUDGET, "smoke": BUDGET})
     monkeypatch.setenv("DISLIB_BUDGET", "smoke")
-    train_or_load(_vae(), tiny_images(), name="vae", budget=BUDGET, runs=tmp_path)
+    train_or_load(_vae(), tiny_images(), name="vae", runs=tmp_path)
     assert "vae: trained 6 steps" in capsys.readouterr().out
     assert not list(tmp_path.iterdir())
+
+
+def test_train_or_load_adds_extra_steps_to_the_named_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(VAE, "BUDGETS", {"full": BUDGET, "smoke": BUDGET})
+    model = _vae()
+    train_or_load(model, tiny_images(), name="vae", budget="full", extra_steps=3, runs=tmp_path)
+    assert int(model.steps_done) == 9 and "trained 9 steps of 16 images" in capsys.readouterr().out
+    assert (tmp_path / "vae-seed0" / "metrics.json").exists()
+    with pytest.raises(ValueError, match="extra_steps must be >= 0"):
+        train_or_load(model, tiny_images(), name="vae", budget="full", extra_steps=-1, runs=tmp_path)
 
 
 def test_device_setting_explains_a_missing_gpu_or_an_unknown_name(monkeypatch):
