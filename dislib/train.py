@@ -151,7 +151,8 @@ def fit(
         Stop after this many steps of this call, leaving a checkpoint (for interrupting on purpose).
     data_options
         The options ``train_data`` was loaded with (``dislib.data.load(name, **data_options)``),
-        kept in ``run.json`` so that the run can be evaluated and resumed on the same data.
+        kept in ``run.json`` so that the run can be evaluated and resumed on the same data
+        (default: the dataset's own ``load_options``).
 
     Raises
     ------
@@ -169,7 +170,7 @@ def fit(
     train_data = train_data.to(dev)
     model.to(dev)
     settings.seed_everything(seed)
-    run = {"model": model.name, "dataset": train_data.name, "data_options": data_options or {}, "seed": seed,
+    run = {"model": model.name, "dataset": train_data.name, "data_options": train_data.load_options if data_options is None else data_options, "seed": seed,
            "budget": asdict(plan), "config": asdict(model.config)}
     run_dir = Path(out) if out is not None else None
     with _locked(run_dir) if run_dir is not None else nullcontext():

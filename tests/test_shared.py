@@ -238,3 +238,14 @@ def test_three_moons_train_through_fit_like_images():
     assert history.metrics[-1]["accuracy"] > 0.9
     with pytest.raises(TypeError, match="holds PointDataset"):
         VAE.for_dataset(train)
+
+
+def test_a_run_directory_records_the_options_its_data_was_loaded_with(tmp_path):
+    from dislib import data as datasets
+    from dislib.train import read_run
+
+    train = datasets.load("three-moons", "train", n=90, noise=0.05)
+    assert train.load_options == {"n": 90, "noise": 0.05} and train.subset(slice(0, 9)).load_options == train.load_options
+    fit(PointClassifier(PointConfig()), train, budget=Budget(steps=2, batch_size=30, eval_every=2), out=tmp_path,
+        progress=False)
+    assert read_run(tmp_path)["data_options"] == {"n": 90, "noise": 0.05}

@@ -55,7 +55,9 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
     _check_options(name, options)
-    return _LOADERS[name](split, settings.data_root(root), **options)
+    dataset = _LOADERS[name](split, settings.data_root(root), **options)
+    dataset.load_options = dict(options)
+    return dataset
 
 
 def option_names(name: str) -> list[str]:

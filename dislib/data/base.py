@@ -7,8 +7,8 @@ model reads), ``labels``, ``subset`` and ``to``. A 2-D toy set therefore trains 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -117,6 +117,9 @@ class ImageDataset(LabelledData):
         (empty for real-valued factors).
     class_names
         Optional human-readable name of each class.
+    load_options
+        The options :func:`dislib.data.load` was given (``size=32``): a run directory records
+        them, so that evaluating the run later loads the same data.
     """
 
     images: Tensor
@@ -127,6 +130,7 @@ class ImageDataset(LabelledData):
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
     class_names: tuple[str, ...] = ()
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -173,6 +177,8 @@ class PointDataset(LabelledData):
         Optional real-valued factors ``[N, F]`` (the moons: the angle along the arc).
     factor_names
         Name of each factor column.
+    load_options
+        The options :func:`dislib.data.load` was given (``n``, ``noise``).
     """
 
     points: Tensor
@@ -181,6 +187,7 @@ class PointDataset(LabelledData):
     name: str
     factors: Tensor | None = None
     factor_names: tuple[str, ...] = ()
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.points)
