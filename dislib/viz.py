@@ -139,6 +139,21 @@ def unspecified_decoder(model: Disentangler, specified: Tensor | None = None) ->
     return decode
 
 
+def every_label(generate: Callable[[Tensor, Tensor], Tensor], code: Tensor, num_classes: int) -> Tensor:
+    """One code decoded with each of ``num_classes`` labels, the images tiled in one row ``[C, H, K * W]``.
+
+    ``generate(codes [K, D], labels [K])`` is a conditional generator (``gan.generate``, or a
+    conditional VAE's decoder given one-hot labels); ``code`` ``[D]`` is repeated for every label.
+    A frame for :class:`SliderPanel`: one noise vector or style, every class.
+    """
+    if code.ndim != 1:
+        raise ValueError(f"code must be one vector [D], got shape {tuple(code.shape)}")
+    labels = torch.arange(num_classes, device=code.device)
+    with torch.no_grad():
+        images = generate(code.unsqueeze(0).repeat(num_classes, 1), labels).float().cpu()
+    return torch.cat(list(images), dim=-1)
+
+
 # grids of images ---------------------------------------------------------------------------
 def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """Tile ``images [N, C, H, W]`` (values in ``[0, 1]``) into one ``H' x W' x C`` array.

@@ -307,3 +307,14 @@ def test_encode_dataset_in_batches_matches_one_call():
     torch.testing.assert_close(codes.specified, expected.specified.detach())
     torch.testing.assert_close(codes.unspecified, expected.unspecified.detach())
     assert evaluate.encode_dataset(tiny(specified_dim=0), x, batch_size=3).specified is None
+
+
+def test_every_label_tiles_one_code_under_each_label():
+    def generate(codes: Tensor, labels: Tensor) -> Tensor:  # image k is grey level labels[k] / 4 + codes[k, 0]
+        return (labels.float() / 4 + codes[:, 0])[:, None, None, None].expand(-1, 1, 2, 3)
+
+    row = viz.every_label(generate, torch.tensor([0.1, 7.0]), 3)
+    assert row.shape == (1, 2, 9)
+    torch.testing.assert_close(row[0, 0, ::3], torch.tensor([0.1, 0.35, 0.6]))
+    with pytest.raises(ValueError, match="one vector"):
+        viz.every_label(generate, torch.zeros(2, 2), 3)
