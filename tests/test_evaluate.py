@@ -2,43 +2,10 @@
 
 import pytest
 import torch
-from torch import Tensor, nn
 
 from dislib import evaluate
 from dislib.data.base import ImageDataset
-from dislib.models.base import Codes, Disentangler, ImageConfig
-
-
-class Pixels(Disentangler):
-    """s = the first pixel (the class), z = all 16 pixels with log-variance 0."""
-
-    name = "pixels"
-    Config = ImageConfig
-    BUDGETS = {}
-
-    def __init__(self, uses_z: bool = True) -> None:
-        super().__init__(ImageConfig(image_channels=1, image_size=4, num_classes=2))
-        self.specified_dim, self.unspecified_dim = 1, 16
-        self.uses_z = uses_z
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def encode(self, x: Tensor) -> Codes:
-        flat = x.flatten(1)
-        return Codes(specified=flat[:, :1], unspecified=flat, unspecified_logvar=torch.zeros_like(flat))
-
-    def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
-        if self.uses_z:
-            return 0.9 * unspecified.view(-1, 1, 4, 4)
-        return specified[:, :, None, None].expand(-1, 1, 4, 4)
-
-
-def pixel_data(n: int = 400, seed: int = 0) -> ImageDataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    images = torch.rand(n, 1, 4, 4, generator=g)
-    images[:, 0, 0, 0] = labels.float()
-    factors = torch.stack([labels, torch.randint(0, 3, (n,), generator=g)], 1)
-    return ImageDataset(images, labels, 2, "pixels", factors, ("copy", "noise"), (2, 3))
+from tests.helpers import Pixels, pixel_data
 
 
 def test_encode_dataset_returns_cpu_codes_in_order():

@@ -4,41 +4,11 @@ import dataclasses
 
 import pytest
 import torch
-from torch import Tensor, nn
 
 from dislib import evaluate, report
-from dislib.data.base import ImageDataset
-from dislib.models.base import Budget, Codes, Disentangler, ImageConfig
+from dislib.models.base import Budget
 from dislib.train import History
-
-
-class Pixels(Disentangler):
-    """s = the first pixel (the class), z = all 16 pixels with log-variance 0; decodes from z."""
-
-    name = "report-pixels"
-    Config = ImageConfig
-    BUDGETS = {}
-
-    def __init__(self) -> None:
-        super().__init__(ImageConfig(image_channels=1, image_size=4, num_classes=2))
-        self.specified_dim, self.unspecified_dim = 1, 16
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def encode(self, x: Tensor) -> Codes:
-        flat = x.flatten(1)
-        return Codes(specified=flat[:, :1], unspecified=flat, unspecified_logvar=torch.zeros_like(flat))
-
-    def decode(self, specified: Tensor, unspecified: Tensor) -> Tensor:
-        return 0.9 * unspecified.view(-1, 1, 4, 4)
-
-
-def pixel_data(n: int = 200, seed: int = 0) -> ImageDataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    images = torch.rand(n, 1, 4, 4, generator=g)
-    images[:, 0, 0, 0] = labels.float()
-    factors = torch.stack([labels, torch.randint(0, 3, (n,), generator=g)], 1)
-    return ImageDataset(images, labels, 2, "pixels", factors, ("copy", "noise"), (2, 3))
+from tests.helpers import Pixels, pixel_data
 
 
 @dataclasses.dataclass(frozen=True)
