@@ -7,5 +7,6 @@ from dislib.models.vae import VAE, VAEConfig
 from dislib.models.zheng import Zheng, ZhengConfig
 
 __all__ = [
-    "MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "VAE", "VAEConfig", "Zheng", "ZhengConfig",
+    "MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "Mathieu", "MathieuConfig", "VAE", "VAEConfig",
+    "Zheng", "ZhengConfig",
 ]
