@@ -320,3 +320,70 @@ def unlabelled_likelihood_loss(codes: Tensor, means: Tensor, log_precisions: Ten
     mean, log_precision = mixture_moments(means, log_precisions)
     labels = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
     return gm_likelihood_loss(codes, labels, mean[None], log_precision[None])
+
+
+def reference_vae_bound(nll: Tensor, kl_unspecified: Tensor, kl_specified: Tensor | None = None) -> Tensor:
+    r"""One image's term of the Rb-VAE objective (Ruiz et al. 2019, Eq. 3), in nats, to minimise.
+
+    .. math::
+        x \sim p_u:& \quad \mathrm{KL}\big(q(z|x)\,q(e|x)\,\|\,p(z)\,p(e)\big)
+            - \mathbb E_{q(z|x)q(e|x)} \log p(x|z, e)
+            = \texttt{kl\_unspecified + kl\_specified + nll} \\
+        x \sim p_r:& \quad \mathrm{KL}\big(q(z|x)\,\|\,p(z)\big) - \mathbb E_{q(z|x)} \log p(x|z, e_r)
+            = \texttt{kl\_unspecified + nll}
+
+    The KL of a product of independent posteriors to a product of priors is the sum of the two
+    KLs (:func:`kl_normal_standard` of each code). A reference image (``kl_specified=None``) has
+    no KL for ``e``: ``q(e | x, y = 1)`` and ``p(e | y = 1)`` are the same delta at ``e_r``
+    (App. A). ``nll`` is :math:`-\log p(x \mid z, e)` at one posterior sample (:func:`image_nll`).
+    """
+    bound = nll + kl_unspecified
+    return bound if kl_specified is None else bound + kl_specified
+
+
+def gaussian_code_nll(code: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""Negative log-density of a code under a diagonal Gaussian posterior, per sample, in nats.
+
+    .. math::
+        -\log \mathcal N\big(c;\, \mu, \mathrm{diag}\,\sigma^2\big)
+        = \tfrac12 \sum_j \Big[\frac{(c_j - \mu_j)^2}{\sigma_j^2} + \log \sigma_j^2 + \log 2\pi\Big]
+
+    The latent reconstruction terms of Ruiz et al. (2019, Eq. 10): codes drawn from the prior,
+    ``z, e ~ p``, decoded to ``x ~ p(x | z, e)`` and read back by the encoders,
+    :math:`-\log q(z \mid x) - \log q(e \mid x)`.
+    """
+    return 0.5 * ((code - mu).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(1)
+
+
+def symmetric_kl_adversarial(q_logits: Tensor, p_logits: Tensor) -> Tensor:
+    r"""The encoders' and generator's adversarial estimate of the symmetric KL (Ruiz et al. 2019, Eq. 8), per pair.
+
+    .. math::
+        \mathbb E_{q(e, z|x)p_u(x)}\, d(x, z, e) - \mathbb E_{p(x|z, e)p(z)p(e)}\, d(x, z, e)
+
+    with ``d`` the discriminator's logit, which estimates the log density ratio
+    :math:`\log \frac{q(e, z|x)\,p_u(x)}{p(x|e, z)\,p(z)\,p(e)}` (Eq. 7): the first expectation
+    estimates :math:`\mathrm{KL}(q\,\|\,p)`, minus the second :math:`\mathrm{KL}(p\,\|\,q)`.
+    ``q_logits`` are ``d`` on encoded real images (``x, z ~ q(z|x), e ~ q(e|x)``), ``p_logits``
+    on generated ones (``z, e ~`` prior, ``x ~ p(x|z, e)``). The reference pair
+    ``d'(x, z)`` is the same expression. Minimised by the encoders (through ``q_logits``) and the
+    generator (through ``p_logits``); ``d`` itself learns by :func:`density_ratio_loss` (Eq. 9).
+    """
+    return q_logits - p_logits
+
+
+def density_ratio_loss(q_logits: Tensor, p_logits: Tensor) -> Tensor:
+    r"""The discriminator's loss, a logistic regression of a log density ratio (Ruiz et al. 2019, Eq. 9), per pair.
+
+    .. math::
+        -\tfrac12 \Big[\log \sigma\big(d(x, z, e)\big) + \log\big(1 - \sigma(d(\hat x, \hat z, \hat e))\big)\Big]
+        = \tfrac12 \Big[\mathrm{softplus}(-d_q) + \mathrm{softplus}(d_p)\Big]
+
+    with :math:`(x, z, e)` from the encoders (``q_logits``) and :math:`(\hat x, \hat z, \hat e)`
+    from the prior and the generator (``p_logits``); at its optimum
+    :math:`d = \log q / p`, the ratio of Eq. 7 (Bickel et al. 2009). Algorithm 1 gives ``q`` the
+    :math:`\log\sigma` side, which is what Eq. 7 needs; the text of Eq. 9 has the two sides
+    swapped, which would estimate :math:`\log p / q` instead. The factor 1/2 is Algorithm 1's
+    :math:`\frac{1}{2m}\sum_m` (App. B, lines 16 and 18).
+    """
+    return 0.5 * (F.softplus(-q_logits) + F.softplus(p_logits))

@@ -226,3 +226,159 @@ class CodeClassifier(nn.Sequential):
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 256) -> None:
         super().__init__(nn.BatchNorm1d(dim, affine=False), MLP((dim, hidden, num_classes)))
+
+
+# The networks of Ruiz et al. (2019, App. D): 3x3 convolutions, pixel norm, LeakyReLU(0.2), average
+# pooling down and nearest-neighbour upsampling (the Progressive GAN's blocks, Karras et al. 2018).
+LEAK = 0.2
+
+
+class PixelNorm(nn.Module):
+    r"""Pixel-wise feature normalisation (Karras et al. 2018, Sec. 4.2), the "CN" of Ruiz et al.'s Fig. 6.
+
+    .. math:: b_{x,y} = a_{x,y} \Big/ \sqrt{\tfrac1C \textstyle\sum_{j=1}^{C} (a^j_{x,y})^2 + \epsilon},
+        \qquad \epsilon = 10^{-8}
+
+    Each pixel's feature vector is scaled to unit mean square over the channels; nothing is learned.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+
+
+def conv_block(in_channels: int, out_channels: int, normalise: bool) -> list[nn.Module]:
+    """``3x3 conv - CN - LeakyReLU(0.2)`` (CN: :class:`PixelNorm`; discriminators go without)."""
+    norm = [PixelNorm()] if normalise else []
+    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), *norm, nn.LeakyReLU(LEAK)]
+
+
+class PoolingEncoder(nn.Module):
+    """App. D's encoder trunk: 3x3 convolutions, pixel norm, LeakyReLU(0.2), 2x2 average pooling.
+
+    ``conv(in -> w_0)``, then for each stage ``k``: pool, ``conv(w_k -> w_k)`` and, but for the
+    last stage, ``conv(w_k -> w_{k+1})`` (Fig. 6 with ``widths=(32, 64, 128, 256)``). Returns the
+    flattened features, ``out_features = w_last * (size / 2^stages)^2`` (sides rounded down).
+    """
+
+    def __init__(self, in_channels: int, image_size: int, widths: tuple[int, ...], normalise: bool = True) -> None:
+        super().__init__()
+        layers = conv_block(in_channels, widths[0], normalise)
+        side = image_size
+        for k, width in enumerate(widths):
+            layers += [nn.AvgPool2d(2), *conv_block(width, width, normalise)]
+            if k + 1 < len(widths):
+                layers += conv_block(width, widths[k + 1], normalise)
+            side //= 2
+        self.layers = nn.Sequential(*layers)
+        self.out_features = widths[-1] * side * side
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x).flatten(1)
+
+
+class UpsamplingGenerator(nn.Module):
+    """App. D's generator ``G``: the codes to a ``widths[0]``-channel map of ``size / 2^stages``
+    pixels ("convt - CN - LeakyReLU" on a 1x1 input, which is a fully connected layer), then for
+    each stage a 2x nearest-neighbour upsampling and 3x3 convolutions ``w -> w -> next w`` with
+    pixel norm and LeakyReLU(0.2); the last stage is one 3x3 convolution to the image channels.
+
+    Returns pre-activations ``[N, C, S, S]`` (the sigmoid of :meth:`Disentangler.decode` makes the
+    image); sizes that are not a multiple of ``2^stages`` are cropped from the centre.
+    """
+
+    def __init__(self, in_features: int, out_channels: int, image_size: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.widths = widths
+        self.start = math.ceil(image_size / 2 ** len(widths))
+        self.fc = nn.Linear(in_features, widths[0] * self.start**2)
+        self.first = nn.Sequential(PixelNorm(), nn.LeakyReLU(LEAK))
+        layers: list[nn.Module] = []
+        for k, width in enumerate(widths):
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            if k + 1 < len(widths):
+                layers += [*conv_block(width, width, True), *conv_block(width, widths[k + 1], True)]
+            else:
+                layers.append(nn.Conv2d(width, out_channels, 3, padding=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        h = self.first(self.fc(codes).view(-1, self.widths[0], self.start, self.start))
+        x = self.layers(h)
+        margin = (x.shape[-1] - self.image_size) // 2
+        return x[..., margin : margin + self.image_size, margin : margin + self.image_size]
+
+
+class InputDrop(nn.Module):
+    """In training, set each input group of each example to zero with probability ``p`` (App. D).
+
+    The groups are the inputs of the discriminators' layer after the concatenation: the image's
+    features and each code's features. Ruiz et al. found that the discriminator "can start to
+    ignore the inputs corresponding to latent variables" and zero "the inputs corresponding to
+    latent variables and images" with probability 0.25; we read that as whole groups, drawn
+    independently per example and per group, so that ``d`` must sometimes judge from the codes
+    alone (the paper does not say; element-wise dropout is the other reading). Kept groups are
+    scaled by ``1 / (1 - p)``, as :class:`torch.nn.Dropout` does; in eval mode nothing changes.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, groups: list[Tensor]) -> list[Tensor]:
+        if not self.training or self.p == 0.0:
+            return groups
+        keep = [(torch.rand(len(g), 1, device=g.device) >= self.p).to(g.dtype) / (1.0 - self.p) for g in groups]
+        return [g * k for g, k in zip(groups, keep)]
+
+
+class LatentDiscriminator(nn.Module):
+    """``d(x, z, e)`` or ``d'(x, z)`` (App. D, Fig. 6): one logit, the estimate of a log density ratio.
+
+    The image goes through the encoder's trunk without normalisation and "FC - LeakyReLU" to
+    ``image_features``; each code through "FC - LeakyReLU" to ``code_features``; the
+    concatenation, after :class:`InputDrop`, through "FC - LeakyReLU" to ``hidden`` and a linear
+    logit. ``code_dims`` lists the codes in the order :meth:`forward` takes them.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        widths: tuple[int, ...],
+        code_dims: tuple[int, ...],
+        image_features: int = 64,
+        code_features: int = 32,
+        hidden: int = 128,
+        input_drop: float = 0.25,
+    ) -> None:
+        super().__init__()
+        trunk = PoolingEncoder(in_channels, image_size, widths, normalise=False)
+        self.image = nn.Sequential(trunk, nn.Linear(trunk.out_features, image_features), nn.LeakyReLU(LEAK))
+        self.codes = nn.ModuleList(nn.Sequential(nn.Linear(d, code_features), nn.LeakyReLU(LEAK)) for d in code_dims)
+        self.drop = InputDrop(input_drop)
+        concatenated = image_features + code_features * len(code_dims)
+        self.hidden = nn.Sequential(nn.Linear(concatenated, hidden), nn.LeakyReLU(LEAK))
+        self.logit = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor, *codes: Tensor) -> Tensor:
+        """Logits ``[N]`` for images ``x`` and one tensor per code of ``code_dims``."""
+        if len(codes) != len(self.codes):
+            raise ValueError(f"this discriminator reads {len(self.codes)} code(s) beside the image, got {len(codes)}")
+        groups = [self.image(x), *(branch(code) for branch, code in zip(self.codes, codes))]
+        return self.logit(self.hidden(torch.cat(self.drop(groups), 1))).squeeze(1)
+
+
+def laplace_sample(mean: Tensor, scale: float) -> Tensor:
+    r"""``x ~ Laplace(mean, scale)`` by the reparameterisation trick: with ``u ~ U(-1/2, 1/2)``,
+    :math:`x = \mu - b\,\mathrm{sign}(u)\log(1 - 2|u|)` (the inverse of the Laplace CDF), so that
+    gradients reach the mean (App. B, Alg. 1, lines 12-14)."""
+    u = torch.rand_like(mean) - 0.5
+    return mean - scale * u.sign() * (1.0 - 2.0 * u.abs()).clamp_min(torch.finfo(mean.dtype).tiny).log()
+
+
+# the objectives ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dislib.data import DatasetNotFound, load, lpc
+from dislib.data.cache import cache_folder, writable
 
 ROOT = Path(os.environ.get("DISLIB_DATA", "data"))
 needs_sheets = pytest.mark.skipif(not (ROOT / lpc.FOLDER / "body").is_dir(), reason="no lpc-spritesheet under DISLIB_DATA")
@@ -97,9 +98,9 @@ def test_cache_repeats_and_size_32_is_the_box_average(tmp_path):
 @needs_sheets
 def test_read_only_root_works_without_a_cache(monkeypatch):
     monkeypatch.delenv("DISLIB_CACHE", raising=False)
-    if lpc._writable(ROOT):
+    if writable(ROOT):
         pytest.skip("data root is writable")
-    assert lpc._cache_path(ROOT, None) is None
+    assert cache_folder(ROOT, None, lpc.CACHE_FOLDER, "composed sprites") is None
     data = load("lpc-sprites", "test", root=ROOT, max_identities=3, frames=1, size=32)
     assert len(data) == 20 and data.images.shape[-1] == 32
 
@@ -118,12 +119,12 @@ def test_an_unwritable_cache_folder_warns_and_is_not_used(tmp_path, monkeypatch)
     a_file.write_text("")
     for folder in (read_only, a_file):
         monkeypatch.setenv("DISLIB_CACHE", str(folder))
-        with pytest.warns(UserWarning, match=f"cannot write the sprite cache {folder}.*point DISLIB_CACHE at a writable"):
-            assert lpc._cache_path(tmp_path, None) is None
+        with pytest.warns(UserWarning, match=f"cannot write the sprites cache {folder}.*point DISLIB_CACHE at a writable"):
+            assert cache_folder(tmp_path, None, lpc.CACHE_FOLDER, "sprites") is None
     with pytest.warns(UserWarning, match="cache_dir="):
-        assert lpc._cache_path(tmp_path, read_only / "cache") is None
+        assert cache_folder(tmp_path, read_only / "cache", lpc.CACHE_FOLDER, "sprites") is None
     monkeypatch.setenv("DISLIB_CACHE", str(tmp_path / "new"))
-    assert lpc._cache_path(tmp_path, None) == tmp_path / "new" / lpc.CACHE_FOLDER
+    assert cache_folder(tmp_path, None, lpc.CACHE_FOLDER, "sprites") == tmp_path / "new" / lpc.CACHE_FOLDER
 
 
 def test_a_damaged_cache_file_is_composed_again(tmp_path, monkeypatch):
@@ -140,7 +141,7 @@ def test_a_damaged_cache_file_is_composed_again(tmp_path, monkeypatch):
     assert np.array_equal(lpc._composed.__wrapped__(*args), first) and len(composed) == 1
     for damage in (cached.read_bytes()[:-100], b""):
         cached.write_bytes(damage)
-        with pytest.warns(UserWarning, match="cached sprites .* are damaged .*composing them again"):
+        with pytest.warns(UserWarning, match="cached sprites .* is damaged .*composing it again"):
             assert np.array_equal(lpc._composed.__wrapped__(*args), first)
         assert np.array_equal(np.load(cached), first)  # replaced by a whole copy
     assert len(composed) == 3

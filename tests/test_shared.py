@@ -22,6 +22,9 @@ SMALL = {
     "mathieu": dict(widths=(4, 8, 8), discriminator_widths=(4, 8, 8), specified_dim=3, unspecified_dim=5),
     "zheng": dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), adversary_hidden=8,
                   specified_dim=3, unspecified_dim=5),
+    "rbvae": dict(widths=(4, 8), specified_dim=3, unspecified_dim=5),
+    "srbvae": dict(widths=(4, 8), discriminator_widths=(4, 8), discriminator_image_features=8,
+                   discriminator_code_features=4, discriminator_hidden=8, specified_dim=3, unspecified_dim=5),
 }
 
 

@@ -17,6 +17,7 @@ from dislib.data.mnist import DatasetDamaged, DatasetNotFound, load_mnist
 from dislib.data.moons import PointDataset, load_three_moons
 from dislib.data.sprites import load_sprites
 from dislib.data.lpc import load_lpc_sprites
+from dislib.data.styled import load_styled_mnist
 from dislib.data.norb import load_norb
 from dislib.data.yaleb import load_yaleb
 
@@ -29,6 +30,7 @@ _LOADERS: dict[str, Callable[..., Any]] = {
     "norb": load_norb,
     "yaleb": load_yaleb,
     "sprites": load_sprites,
+    "styled-mnist": load_styled_mnist,
     "three-moons": load_three_moons,
 }
 

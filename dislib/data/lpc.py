@@ -50,7 +50,6 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +58,7 @@ from PIL import Image
 
 from dislib import settings
 from dislib.data.base import ImageDataset
+from dislib.data.cache import cache_folder, load_array, save_arrays
 from dislib.data.mnist import DatasetNotFound
 
 FOLDER = "lpc-spritesheet"
@@ -224,7 +224,8 @@ def load_lpc_sprites(
     identities = split_identities("train", test_fraction, seed, max_identities)
     identities = np.sort(np.concatenate([identities, split_identities("test", test_fraction, seed, max_identities)]))
     wanted = split_identities(split, test_fraction, seed, max_identities)
-    pixels = _composed(folder, tuple(identities.tolist()), frames, size, tuple(background), _cache_path(root, cache_dir))
+    cache = cache_folder(root, cache_dir, CACHE_FOLDER, "composed sprites")
+    pixels = _composed(folder, tuple(identities.tolist()), frames, size, tuple(background), cache)
     rows = np.searchsorted(identities, wanted)
     images = torch.from_numpy(np.ascontiguousarray(pixels[rows])).reshape(-1, size, size, 3)
     images = images.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
@@ -327,32 +328,6 @@ def _missing(folder: Path, why: str) -> str:
     )
 
 
-def _cache_path(root: Path, cache_dir: str | os.PathLike | None) -> Path | None:
-    """Cache folder: the argument, else ``DISLIB_CACHE``, else ``<root>/lpc-sprites-cache``.
-
-    A folder that cannot be written (or created) means no disk cache: silently for the default,
-    with a warning for a folder the caller asked for.
-    """
-    if cache_dir is not None:
-        folder, source = Path(cache_dir), "cache_dir="
-    elif os.environ.get("DISLIB_CACHE"):
-        folder, source = Path(os.environ["DISLIB_CACHE"]) / CACHE_FOLDER, "DISLIB_CACHE"
-    else:
-        folder, source = Path(root) / CACHE_FOLDER, None
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if _writable(existing):
-        return folder
-    if source is not None:
-        warnings.warn(f"cannot write the sprite cache {folder} ({source}): composing without a cache; "
-                      f"point {source} at a writable folder to keep the composed sprites", stacklevel=4)
-    return None
-
-
-def _writable(path: Path) -> bool:
-    """Writable for us and not marked read-only (no write bit), which even root respects here."""
-    return path.is_dir() and os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
-
-
 @functools.lru_cache(maxsize=1)
 def _composed(
     folder: Path, identities: tuple[int, ...], frames: int, size: int, background: tuple[int, ...], cache: Path | None
@@ -361,33 +336,13 @@ def _composed(
     key = repr((_CACHE_VERSION, ATTRIBUTES, _DRAW_ORDER, identities, frames, size, background))
     path = None if cache is None else cache / f"sprites-{size}px-{frames}f-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
     shape = (len(identities), len(ACTIONS) * len(DIRECTIONS) * frames, size, size, 3)
-    cached = None if path is None or not path.exists() else _read_cache(path, shape)
+    cached = None if path is None else load_array(path, shape, np.uint8, "sprites")
     if cached is not None:
         return cached
     pixels = _compose_all(folder, identities, frames, size, background)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(partial, pixels)
-            os.replace(partial, path)
-        except OSError as err:
-            warnings.warn(f"could not cache composed sprites in {path.parent} ({err}); composing again next time")
+        save_arrays({path: pixels}, "composed sprites")
     return pixels
-
-
-def _read_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The cached uint8 array of ``shape`` at ``path`` (memory-mapped), or ``None`` with a warning if damaged."""
-    try:
-        pixels = np.load(path, mmap_mode="r")
-    except (OSError, ValueError, EOFError) as err:
-        why = str(err)
-    else:
-        if pixels.shape == shape and pixels.dtype == np.uint8:
-            return pixels
-        why = f"{pixels.dtype} {pixels.shape}, expected uint8 {shape}"
-    warnings.warn(f"the cached sprites {path} are damaged ({why}); composing them again to replace it", stacklevel=5)
-    return None
 
 
 def _compose_all(folder: Path, identities: tuple[int, ...], frames: int, size: int, background: tuple[int, ...]) -> np.ndarray:

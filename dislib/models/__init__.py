@@ -3,10 +3,11 @@
 from dislib.models.base import MODELS, Budget, Codes, Disentangler, Model
 from dislib.models.gan import GAN, GANConfig
 from dislib.models.mathieu import Mathieu, MathieuConfig
+from dislib.models.ruiz import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.vae import VAE, VAEConfig
 from dislib.models.zheng import Zheng, ZhengConfig
 
 __all__ = [
     "MODELS", "Budget", "Codes", "Disentangler", "Model", "GAN", "GANConfig", "Mathieu", "MathieuConfig", "VAE", "VAEConfig",
-    "Zheng", "ZhengConfig",
+    "Zheng", "ZhengConfig", "RbVAE", "RbVAEConfig", "SRbVAE", "SRbVAEConfig",
 ]

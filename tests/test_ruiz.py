@@ -1,0 +1,399 @@
+"""Ruiz et al. (2019): the loss terms by hand, the blocks of App. D, the order of Algorithm 1, which
+term trains which player, the batches of two sets, the discriminators' dropped inputs, and errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dislib import losses
+from dislib.data.base import ImageDataset
+from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
+from dislib.models.base import Model
+from dislib.models.ruiz import rbvae_objective, srbvae_objective
+from dislib.nn import InputDrop, PixelNorm, laplace_sample
+
+SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
+SMALL_DISCRIMINATORS = dict(discriminator_widths=(4, 8), discriminator_image_features=8, discriminator_code_features=4,
+                            discriminator_hidden=8)
+ENCODERS = ("specified_encoder", "unspecified_encoder", "decoder", "reference_code")
+PLAYERS = ENCODERS + ("discriminator", "reference_discriminator")
+
+
+def styled_like(n: int = 24, size: int = 16, seed: int = 0) -> ImageDataset:
+    """Sparse random RGB images (a few lit pixels on black), labels alternating unlabelled (0) and
+    reference (1), like styled-mnist's."""
+    g = torch.Generator().manual_seed(seed)
+    lit = (torch.rand(n, 1, size, size, generator=g) > 0.85).float()
+    images = lit * torch.rand(n, 3, 1, 1, generator=g)
+    return ImageDataset(images, torch.arange(n) % 2, 2, "styled-like", class_names=("unlabelled", "reference"))
+
+
+def small(cls: type, data: ImageDataset | None = None, **overrides):
+    torch.manual_seed(0)
+    extra = SMALL_DISCRIMINATORS if cls is SRbVAE else {}
+    return cls.for_dataset(data or styled_like(), **{**SMALL, **extra, **overrides})
+
+
+def batch_of(model, data: ImageDataset | None = None, n: int = 8) -> dict[str, Tensor]:
+    return model.make_batch(data or styled_like(), torch.arange(n), torch.Generator().manual_seed(1))
+
+
+def _parameters(model, name: str) -> list[Tensor]:
+    module = getattr(model, name)
+    return list(module.parameters()) if isinstance(module, torch.nn.Module) else [module]
+
+
+def _snapshot(model, names: tuple[str, ...]) -> dict[str, list[Tensor]]:
+    return {name: [p.detach().clone() for p in _parameters(model, name)] for name in names}
+
+
+# the loss terms, by hand ---------------------------------------------------------------------
+def test_reference_vae_bound_by_hand():
+    nll, kl_z, kl_e = torch.tensor([10.0]), torch.tensor([2.0]), torch.tensor([3.0])
+    # unlabelled image: KL_z + KL_e + NLL = 2 + 3 + 10; reference image: no KL for e (a delta at e_r), 2 + 10
+    assert losses.reference_vae_bound(nll, kl_z, kl_e).item() == 15.0
+    assert losses.reference_vae_bound(nll, kl_z).item() == 12.0
+
+
+def test_gaussian_code_nll_by_hand():
+    code, mu, logvar = torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[0.0, math.log(4.0)]])
+    # 1/2 [(1 - 0)^2 / 1 + log 1 + log 2 pi] + 1/2 [0 / 4 + log 4 + log 2 pi] = 1/2 + log 2 + log 2 pi
+    expected = 0.5 + math.log(2.0) + math.log(2 * math.pi)
+    assert losses.gaussian_code_nll(code, mu, logvar).item() == pytest.approx(expected, rel=1e-6)
+    # the same as torch's Normal log-density, negated and summed over the dimensions
+    normal = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    by_torch = -normal.log_prob(code).sum().item()
+    assert losses.gaussian_code_nll(code, mu, logvar).item() == pytest.approx(by_torch, rel=1e-6)
+
+
+def test_symmetric_kl_adversarial_by_hand():
+    # Eq. 8 per pair: d(x, z, e) - d(x^, z^, e^) = [2 - 0.5, -1 - 1]
+    q, p = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.0])
+    assert losses.symmetric_kl_adversarial(q, p).tolist() == [1.5, -2.0]
+
+
+def test_density_ratio_loss_by_hand():
+    q, p = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -2.0])
+    # d = 0 on both sides: 1/2 (log 2 + log 2) = log 2
+    # d_q = 2, d_p = -2: 1/2 (softplus(-2) + softplus(-2)) = log(1 + e^-2)
+    expected = [math.log(2.0), math.log(1.0 + math.exp(-2.0))]
+    torch.testing.assert_close(losses.density_ratio_loss(q, p), torch.tensor(expected))
+    # Algorithm 1's sides: the loss falls as d grows on encoded pairs and shrinks on generated ones
+    right, wrong = torch.tensor([3.0]), torch.tensor([-3.0])
+    assert losses.density_ratio_loss(right, wrong) < losses.density_ratio_loss(wrong, right)
+
+
+def test_rbvae_objective_weights_each_term_by_hand():
+    config = RbVAEConfig(reconstruction_weight=2.0, kl_weight=3.0)
+    terms = {"reconstruction": torch.tensor([1.0, 3.0]), "kl_e": torch.tensor([1.0, 1.0]),
+             "kl_z": torch.tensor([2.0, 2.0]), "reference_reconstruction": torch.tensor([4.0]),
+             "reference_kl_z": torch.tensor([1.0])}
+    # unlabelled: mean(2 * [1, 3] + 3 * (1 + 2)) = 4 + 9 = 13; reference: 2 * 4 + 3 * 1 = 11; Eq. 3 adds the two
+    assert rbvae_objective(terms, config).item() == pytest.approx(24.0)
+
+
+def test_srbvae_objective_weights_each_term_by_hand():
+    config = SRbVAEConfig(adversarial_weight=2.0, reconstruction_weight=3.0, code_reconstruction_weight=5.0)
+    one = torch.ones(2)
+    terms = {"adversarial": one, "reconstruction": one, "code_reconstruction": one,
+             "reference_adversarial": -one[:1], "reference_reconstruction": one[:1],
+             "reference_code_reconstruction": one[:1]}
+    # unlabelled: 2 + 3 + 5 = 10; reference: -2 + 3 + 5 = 6
+    assert srbvae_objective(terms, config).item() == pytest.approx(16.0)
+
+
+def test_laplace_sample_has_the_mean_and_scale_and_passes_gradients():
+    torch.manual_seed(0)
+    mean = torch.full((200_000,), 0.5, requires_grad=True)
+    x = laplace_sample(mean, 0.005)
+    # a Laplace of scale b: median at the mean and E|x - mean| = b
+    assert x.median().item() == pytest.approx(0.5, abs=2e-4)
+    assert (x - 0.5).abs().mean().item() == pytest.approx(0.005, rel=0.02)
+    x.sum().backward()
+    assert torch.equal(mean.grad, torch.ones_like(mean))  # reparameterised: dx / dmean = 1
+    assert torch.isfinite(laplace_sample(torch.zeros(10, dtype=torch.bfloat16), 0.005)).all()
+
+
+def test_paper_scale_is_halved_on_dislib_pixels():
+    # the same images and means on [-1, 1] with b = 0.01, and on [0, 1] with b = 0.005: the errors halve with
+    # the scale, so the NLLs differ only by the constant P log 2 (P pixels) of the normaliser log 2b
+    target, mean = torch.tensor([[0.2, 0.9]]), torch.tensor([[0.25, 0.7]])
+    paper = losses.laplace_nll(2 * mean - 1, 2 * target - 1, 0.01)
+    ours = losses.laplace_nll(mean, target, RbVAEConfig().pixel_scale)
+    assert (paper - ours).item() == pytest.approx(2 * math.log(2), rel=1e-5)
+
+
+# the blocks of App. D ------------------------------------------------------------------------
+def test_pixel_norm_by_hand():
+    a = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+    # the mean square over the channels is (9 + 16) / 2 = 12.5, so b = (3, 4) / sqrt(12.5)
+    torch.testing.assert_close(PixelNorm()(a).flatten(), torch.tensor([3.0, 4.0]) / math.sqrt(12.5))
+    assert PixelNorm()(torch.randn(4, 8, 3, 3)).pow(2).mean(1).allclose(torch.ones(4, 3, 3), atol=1e-5)
+
+
+def test_input_drop_zeroes_whole_groups_with_probability_p_in_training_only():
+    torch.manual_seed(0)
+    drop = InputDrop(0.25).train()
+    groups = [torch.ones(20_000, 3), torch.ones(20_000, 2)]
+    out = drop(groups)
+    for g in out:
+        # a group is all zero or all 1 / (1 - 0.25) = 4/3, for each example
+        values = g.unique()
+        assert len(values) == 2 and values[0] == 0 and values[1].item() == pytest.approx(4 / 3)
+        assert (g == g[:, :1]).all()
+        assert (g[:, 0] == 0).float().mean().item() == pytest.approx(0.25, abs=0.015)
+    both = ((out[0][:, 0] == 0) & (out[1][:, 0] == 0)).float().mean().item()
+    assert both == pytest.approx(0.25**2, abs=0.01)  # independent per group
+    drop.eval()
+    assert all(torch.equal(a, b) for a, b in zip(drop(groups), groups))
+
+
+def test_the_discriminators_drop_their_last_layers_inputs_at_train_time_only():
+    model = small(SRbVAE)
+    d = model.discriminator
+    assert d.drop.p == 0.25 and model.reference_discriminator.drop.p == 0.25 == SRbVAEConfig().input_drop
+    seen = []
+    d.hidden.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
+    x, z, e = torch.rand(4_000, 3, 16, 16), torch.randn(4_000, 5), torch.randn(4_000, 3)
+    with torch.no_grad():
+        d.train()(x, z, e)
+        d.eval()(x, z, e)
+    trained, evaluated = seen
+    # the hidden layer reads [image features (8), z's (4), e's (4)]:
+    # in training each block is zero for a quarter of the examples
+    for block in (slice(0, 8), slice(8, 12), slice(12, 16)):
+        zero = (trained[:, block] == 0).all(1).float().mean().item()
+        assert zero == pytest.approx(0.25, abs=0.03)
+        assert not (evaluated[:, block] == 0).all(1).any()
+    torch.testing.assert_close(d.eval()(x[:5], z[:5], e[:5]), d(x[:5], z[:5], e[:5]))  # deterministic in eval mode
+
+
+# the model -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [RbVAE, SRbVAE])
+def test_encode_decode_sample_and_evaluate(cls):
+    data = styled_like()
+    model = small(cls, data).eval()
+    codes = model.encode(data.images[:6])
+    assert codes.specified.shape == codes.specified_logvar.shape == (6, 3)
+    assert codes.unspecified.shape == codes.unspecified_logvar.shape == (6, 5)
+    images = model.decode(codes.specified, codes.unspecified)
+    assert images.shape == (6, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert model.sample(codes.unspecified).shape == (6, 3, 16, 16)
+    assert isinstance(model.reference_code, torch.nn.Parameter) and model.reference_codes(2).shape == (2, 3)
+    metrics = model.evaluate(data)
+    assert set(metrics) == {"test_reconstruction", "test_reference_reconstruction", "test_kl_e", "test_kl_z"}
+    unlabelled_only = data.subset(data.labels == 0)
+    assert set(model.evaluate(unlabelled_only)) == {"test_reconstruction", "test_kl_e", "test_kl_z"}
+
+
+def test_the_paper_preset_and_the_laptop_preset():
+    data = styled_like(size=32)
+    data = ImageDataset(data.images, data.labels, 2, "styled-mnist")
+    for cls in (RbVAE, SRbVAE):
+        paper = cls.PRESETS["styled-mnist-paper"]
+        sizes = (paper.specified_dim, paper.unspecified_dim, paper.image_size, paper.widths)
+        assert sizes == (32, 32, 64, (32, 64, 128, 256))
+        optimiser_and_likelihood = (paper.lr, paper.betas, paper.eps, paper.pixel_scale, paper.likelihood)
+        assert optimiser_and_likelihood == (1e-4, (0.5, 0.99), 1e-8, 0.005, "laplace")
+        assert cls.budget("full").batch_size == 36
+        laptop = cls.for_dataset(data)  # the dataset's own preset
+        assert laptop.config.widths == (16, 32, 64, 128) and laptop.config.image_size == 32
+        optimizer = laptop.optimizers["autoencoder"]
+        assert optimizer.defaults["betas"] == (0.5, 0.99) and optimizer.defaults["eps"] == 1e-8
+    assert SRbVAE.PRESETS["styled-mnist-paper"].discriminator_widths == (32, 64, 128, 256)
+
+
+def test_rbvae_step_and_which_term_trains_which_player():
+    model = small(RbVAE)
+    batch = batch_of(model)
+    steps = []
+    original = model.optimizer_step
+
+    def recording(name: str, loss: Tensor) -> None:
+        before = _snapshot(model, ENCODERS)
+        original(name, loss)
+        after = _snapshot(model, ENCODERS)
+        steps.append((name, {k for k in ENCODERS if any(not torch.equal(a, b) for a, b in zip(before[k], after[k]))}))
+
+    model.optimizer_step = recording
+    out = model.train_step(batch)
+    assert steps == [("autoencoder", set(ENCODERS))]
+    assert set(out) == {"reconstruction", "kl_e", "kl_z", "reference_reconstruction", "reference_kl_z", "objective"}
+    assert int(model.steps_done) == 1
+    terms = model.bound_terms(batch["x_unlabelled"], batch["x_reference"])
+    reaches = {
+        "reconstruction": {"specified_encoder", "unspecified_encoder", "decoder"},
+        "kl_e": {"specified_encoder"},
+        "kl_z": {"unspecified_encoder"},
+        "reference_reconstruction": {"unspecified_encoder", "decoder", "reference_code"},  # e_r, never q(e|x)
+        "reference_kl_z": {"unspecified_encoder"},
+    }
+    _assert_reaches(model, terms, reaches)
+
+
+def _assert_reaches(model, terms: dict[str, Tensor], reaches: dict[str, set[str]]) -> None:
+    for term, expected in reaches.items():
+        reached = set()
+        for name in ENCODERS:
+            params = _parameters(model, name)
+            grads = torch.autograd.grad(terms[term].sum(), params, retain_graph=True, allow_unused=True)
+            if any(g is not None and g.abs().sum() > 0 for g in grads):
+                reached.add(name)
+        assert reached == expected, term
+
+
+def test_srbvae_step_follows_algorithm_1_and_each_player_steps_its_own_optimizer():
+    model = small(SRbVAE)
+    batch = batch_of(model)
+    steps = []
+    original = model.optimizer_step
+
+    def recording(name: str, loss: Tensor) -> None:
+        discriminators = ("discriminator", "reference_discriminator")
+        frozen = {k: not any(p.requires_grad for p in _parameters(model, k)) for k in discriminators}
+        before = _snapshot(model, PLAYERS)
+        original(name, loss)
+        after = _snapshot(model, PLAYERS)
+        changed = {k for k in PLAYERS if any(not torch.equal(a, b) for a, b in zip(before[k], after[k]))}
+        steps.append((name, changed, frozen))
+
+    model.optimizer_step = recording
+    out = model.train_step(batch)
+    assert [(name, changed) for name, changed, _ in steps] == [
+        ("autoencoder", set(ENCODERS)),  # lines 1-14: the encoders, the generator and e_r
+        ("discriminator", {"discriminator"}),  # line 16
+        ("reference_discriminator", {"reference_discriminator"}),  # line 18
+    ]
+    assert steps[0][2] == {"discriminator": True, "reference_discriminator": True}  # frozen while the others step
+    assert steps[1][2] == {"discriminator": False, "reference_discriminator": False}
+    assert set(model.optimizers) == {"autoencoder", "discriminator", "reference_discriminator"}
+    assert set(out) == {"adversarial", "reference_adversarial", "reconstruction", "reference_reconstruction",
+                        "code_reconstruction", "reference_code_reconstruction", "objective", "discriminator",
+                        "reference_discriminator"}
+    assert all(torch.isfinite(v) for v in out.values()) and int(model.steps_done) == 1
+
+
+def test_each_srbvae_term_reaches_the_players_of_its_equation():
+    model = small(SRbVAE)
+    batch = batch_of(model)
+    terms, judged = model.autoencoder_terms(batch["x_unlabelled"], batch["x_reference"])
+    _assert_reaches(model, terms, {
+        # Eq. 8: encoders through the encoded pair, the generator through the generated one
+        "adversarial": {"specified_encoder", "unspecified_encoder", "decoder"},
+        "reference_adversarial": {"unspecified_encoder", "decoder", "reference_code"},
+        # Eq. 10
+        "reconstruction": {"specified_encoder", "unspecified_encoder", "decoder"},
+        "reference_reconstruction": {"unspecified_encoder", "decoder", "reference_code"},
+        "code_reconstruction": {"specified_encoder", "unspecified_encoder", "decoder"},
+        "reference_code_reconstruction": {"unspecified_encoder", "decoder", "reference_code"},
+    })
+    n, n_reference = len(batch["x_unlabelled"]), len(batch["x_reference"])
+    assert judged["x"].shape[0] == judged["z"].shape[0] == judged["e"].shape[0] == 2 * n
+    assert judged["x_reference"].shape[0] == judged["z_reference"].shape[0] == 2 * n_reference
+    assert torch.equal(judged["x"][:n], batch["x_unlabelled"]) and not any(v.requires_grad for v in judged.values())
+    # the generated reference images come from e_r: with e_r moved, they change
+    torch.manual_seed(3)
+    before = model.generate(model.reference_codes(2), torch.zeros(2, 5))
+    with torch.no_grad():
+        model.reference_code += 1.0
+    torch.manual_seed(3)
+    assert not torch.allclose(before, model.generate(model.reference_codes(2), torch.zeros(2, 5)))
+
+
+def test_a_few_steps_fit_the_training_images():
+    data = styled_like(n=16, size=16)
+    for cls in (RbVAE, SRbVAE):
+        model = small(cls, data, lr=3e-3)
+        batch = batch_of(model, data, n=16)
+        first = model.train_step(batch)["reconstruction"]
+        for _ in range(30):
+            last = model.train_step(batch)["reconstruction"]
+        assert last < 0.9 * first, cls.name
+
+
+# batches of two sets -------------------------------------------------------------------------
+def test_make_batch_takes_half_from_each_set_drawn_ones_first():
+    data = styled_like(n=40)
+    model = small(RbVAE, data)
+    indices = torch.tensor([0, 2, 4, 6, 8, 10, 1, 12])  # seven unlabelled images (even), one reference (odd)
+    batch = model.make_batch(data, indices, torch.Generator().manual_seed(0))
+    assert len(batch["x_unlabelled"]) == len(batch["x_reference"]) == 4
+    assert torch.equal(batch["x_unlabelled"], data.images[[0, 2, 4, 6]])  # the first four drawn
+    assert torch.equal(batch["x_reference"][0], data.images[1])  # the drawn reference image, then three more
+    odd = data.images[1::2]
+    assert all(any(torch.equal(image, r) for r in odd) for image in batch["x_reference"])
+    again = model.make_batch(data, indices, torch.Generator().manual_seed(0))
+    assert torch.equal(again["x_reference"], batch["x_reference"])  # the generator decides the top-up
+    big = model.make_batch(styled_like(n=72), torch.arange(36), torch.Generator().manual_seed(0))
+    assert len(big["x_unlabelled"]) == len(big["x_reference"]) == 18  # the paper's 18 + 18
+
+
+def test_any_labelled_data_works_with_one_class_as_the_reference_set():
+    data = styled_like(n=24)
+    data = ImageDataset(data.images, torch.arange(24) % 4, 4, "four-classes")
+    model = small(RbVAE, data, reference_label=3)
+    batch = model.make_batch(data, torch.arange(8), torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(image, r) for r in data.images[3::4]) for image in batch["x_reference"])
+    assert not any(any(torch.equal(image, r) for r in data.images[3::4]) for image in batch["x_unlabelled"])
+
+
+# bad input -----------------------------------------------------------------------------------
+def test_a_batch_without_reference_images_is_refused():
+    model = small(RbVAE)
+    batch = batch_of(model)
+    with pytest.raises(ValueError, match="no reference images \\('x_reference'.*make_batch"):
+        model.train_step({"x_unlabelled": batch["x_unlabelled"]})
+    with pytest.raises(ValueError, match="no reference images"):
+        model.train_step({**batch, "x_reference": batch["x_reference"][:0]})
+    with pytest.raises(ValueError, match="no unlabelled images"):
+        small(SRbVAE).train_step({"x_reference": batch["x_reference"]})
+    only_unlabelled = styled_like()
+    only_unlabelled = ImageDataset(only_unlabelled.images, torch.zeros(24, dtype=torch.long), 2, "no-reference")
+    with pytest.raises(ValueError, match="the data has no reference images \\(label 1\\)"):
+        batch_of(model, only_unlabelled)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        model.make_batch(styled_like(), torch.arange(1), torch.Generator())
+
+
+def test_images_outside_the_pixel_range_are_refused():
+    model = small(SRbVAE)
+    batch = batch_of(model)
+    with pytest.raises(ValueError, match=r"pixels must lie in \[0, 1\].*\(x \+ 1\) / 2"):
+        model.train_step({**batch, "x_reference": batch["x_reference"] * 2 - 1})
+    with pytest.raises(ValueError, match="expects images of shape"):
+        model.train_step({**batch, "x_unlabelled": batch["x_unlabelled"][:, :1]})
+
+
+@pytest.mark.parametrize(
+    "cls, overrides, message",
+    [
+        (RbVAEConfig, dict(kl_weight=-1.0), "kl_weight must be >= 0"),
+        (RbVAEConfig, dict(reconstruction_weight=-0.5), "reconstruction_weight must be >= 0"),
+        (SRbVAEConfig, dict(adversarial_weight=-1.0), "adversarial_weight must be >= 0"),
+        (SRbVAEConfig, dict(code_reconstruction_weight=float("nan")), "code_reconstruction_weight must be >= 0"),
+        (SRbVAEConfig, dict(input_drop=1.0), r"input_drop is a probability in \[0, 1\)"),
+        (RbVAEConfig, dict(reference_label=2), "reference_label must be one of the 2 labels"),
+        (RbVAEConfig, dict(pixel_scale=0.0), "pixel scale > 0"),
+        (RbVAEConfig, dict(image_size=8), "need images of at least 16 pixels"),
+    ],
+)
+def test_bad_settings_are_named(cls, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**overrides)
+
+
+def test_checkpoint_round_trip_keeps_e_r_and_the_discriminators():
+    data = styled_like()
+    model = small(SRbVAE, data)
+    model.train_step(batch_of(model, data))
+    copy = Model.from_checkpoint(model.checkpoint()).eval()
+    model.eval()
+    assert isinstance(copy, SRbVAE) and int(copy.steps_done) == 1
+    torch.testing.assert_close(copy.reference_code, model.reference_code)
+    x, z, e = data.images[:3], torch.randn(3, 5), torch.randn(3, 3)
+    torch.testing.assert_close(copy.discriminator(x, z, e), model.discriminator(x, z, e))
+    torch.testing.assert_close(copy.encode(x).specified, model.encode(x).specified)
+    assert F.mse_loss(copy.decode(e, z), model.decode(e, z)).item() == 0.0
