@@ -296,10 +296,23 @@ def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, se
     return out
 
 
+def quick_regression(model: Disentangler, data: LabelledData, size: int = 2_000) -> dict[str, float]:
+    """The mean absolute error of :func:`regress_codes` from each code, on a subsample split into
+    even and odd positions (fit on one half, tested on the other), as ``{code}_factor_mae``."""
+    n = min(size, len(data))
+    results = regress_codes(model, data.subset(slice(0, n, 2)), data.subset(slice(1, n, 2)))
+    return {f"{code}_factor_mae": errors["mean"] for code, errors in results.items()}
+
+
 def held_out(model: Model, data: LabelledData) -> dict[str, float]:
     """What the training loop records at each evaluation: the model's own held-out losses
-    (``model.evaluate``) and, for a model with a specified code, :func:`quick_metrics`."""
+    (``model.evaluate``); for a two-code model, :func:`quick_metrics` when the data holds more
+    than one class, and :func:`quick_regression` when its factors are real numbers."""
     metrics = model.evaluate(data)
-    if isinstance(model, Disentangler) and model.specified_dim > 0:
+    if not isinstance(model, Disentangler):
+        return metrics
+    if model.specified_dim > 0 and len(data.labels.unique()) > 1:
         metrics.update(quick_metrics(model, data))
+    if data.real_factors:
+        metrics.update(quick_regression(model, data))
     return metrics

@@ -252,3 +252,16 @@ def test_a_run_directory_records_the_options_its_data_was_loaded_with(tmp_path):
     fit(PointClassifier(PointConfig()), train, budget=Budget(steps=2, batch_size=30, eval_every=2), out=tmp_path,
         progress=False)
     assert read_run(tmp_path)["data_options"] == {"n": 90, "noise": 0.05}
+
+
+def test_held_out_regresses_real_factors_and_skips_a_one_class_label_probe():
+    from dislib.models import RbVAE
+
+    data = _real_factor_data(120, 0)
+    one_class = ImageDataset(data.images, torch.zeros(120, dtype=torch.long), 2, "one-class", factors=data.factors,
+                             factor_names=data.factor_names)
+    torch.manual_seed(0)
+    model = RbVAE.for_dataset(one_class, **SMALL["rbvae"]).eval()
+    metrics = evaluate.held_out(model, one_class)
+    assert {"s_factor_mae", "z_factor_mae"} <= set(metrics) and "s_accuracy" not in metrics
+    assert 0.0 < metrics["z_factor_mae"] < 1.0

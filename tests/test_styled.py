@@ -105,10 +105,12 @@ def test_train_split_holds_both_sets_with_their_factors(root):
     data = load_fake(root)
     assert data.images.shape == (N_TRAIN // 2 + 2 * N_TRAIN // 2, 3, 32, 32) and data.images.dtype == torch.float32
     assert data.num_classes == 2 and data.class_names == ("unlabelled", "reference")
-    assert data.factor_names == ("R", "G", "B", "scale", "width", "digit") and data.real_factors
+    assert data.factor_names == ("R", "G", "B", "scale", "width") and data.real_factors
     assert data.labels.bincount().tolist() == [N_TRAIN, N_TRAIN // 2]  # two copies of each unlabelled digit
     reference, unlabelled = data.labels == 1, data.labels == 0
-    digits = styled.digits(data)
+    by_digit = load_fake(root, label="digit")
+    assert by_digit.num_classes == 10 and torch.equal(by_digit.factors, data.factors)
+    digits = by_digit.labels
 
     # reference images: the edge map itself, white, and the constant factors (1, 1, 1, 1, 1/5)
     source, source_labels = fake_digits(N_TRAIN, 0)
@@ -146,10 +148,13 @@ def test_every_prefix_holds_both_sets(root):
 def test_test_split_is_all_transformed_and_the_regression_sets_split_it(root):
     test = load_fake(root, "test")
     assert len(test) == N_TEST and test.labels.tolist() == [0] * N_TEST
-    assert sorted(styled.digits(test).tolist()) == sorted(fake_digits(N_TEST, 1)[1].tolist())  # each test digit once
+    digits = load_fake(root, "test", label="digit").labels
+    assert sorted(digits.tolist()) == sorted(fake_digits(N_TEST, 1)[1].tolist())  # each test digit once
     fit, held = styled.regression_sets(test)
     assert (len(fit), len(held)) == (N_TEST // 2, N_TEST // 2) and fit.factor_names == styled.STYLE_FACTORS
-    assert torch.equal(torch.cat([fit.factors, held.factors]), test.factors[:, :5])
+    assert torch.equal(torch.cat([fit.factors, held.factors]), test.factors)
+    with pytest.raises(ValueError, match="label must be one of"):
+        load_fake(root, "test", label="identity")
     with pytest.raises(ValueError, match="expected a styled-mnist dataset"):
         styled.regression_sets(load("three-moons", "test", n=20))
 
@@ -264,4 +269,5 @@ def test_the_real_test_split_when_mnist_is_there(tmp_path):
         pytest.skip(f"MNIST is not under {raw} (set DISLIB_DATA)")
     test = load("styled-mnist", "test", cache_dir=tmp_path)
     assert test.images.shape == (10_000, 3, 32, 32)
-    assert styled.digits(test).bincount().tolist()[:2] == [980, 1135]  # every MNIST test digit, once
+    digits = load("styled-mnist", "test", cache_dir=tmp_path, label="digit").labels
+    assert digits.bincount().tolist()[:2] == [980, 1135]  # every MNIST test digit, once

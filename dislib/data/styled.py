@@ -37,14 +37,12 @@ R, G, B  the colour ``c / ||c||_1`` (sums to 1)                          1, 1, 1
 scale    ``n / size`` in ``[0.5, 1]``                                    1 (not shrunk)
 width    ``k / K`` in ``{1/K, ..., 1}``: the kernel as a fraction of      ``1 / K`` (kernel 1: the
          the widest (the paper's kernel in pixels, over 10)              edge as it is)
-digit    the MNIST digit, 0-9, **for evaluation only**: not a style       the digit
-         factor and not a regression target (see :func:`style_factors`)
 =======  ==============================================================  =========================
 
-The label is the *set* (``class_names = ("unlabelled", "reference")``): the only supervision the
-reference-based models see. The digit is kept as the last factor column, ``"digit"``, because
-:class:`~dislib.data.base.ImageDataset` has no other place for it; :func:`style_factors` drops it
-(Table 1 regresses the five style factors alone), :func:`digits` reads it.
+By default the label is the *set* (``class_names = ("unlabelled", "reference")``): the only
+supervision the reference-based models see. ``label="digit"`` makes the MNIST digit the label
+instead, for the models that learn from class labels (Mathieu et al., Zheng & Sun) and for
+evaluation; the factors are the five style factors either way, the regression targets of Table 1.
 
 Splits:
 
@@ -71,7 +69,6 @@ file that does not match its images, is generated again and replaced, with a war
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -93,8 +90,9 @@ PAPER_MAX_KERNEL = 10
 MIN_SCALE = 0.5
 UNLABELLED, REFERENCE = 0, 1
 CLASS_NAMES = ("unlabelled", "reference")
+LABELS = ("set", "digit")
 STYLE_FACTORS = ("R", "G", "B", "scale", "width")
-FACTOR_NAMES = STYLE_FACTORS + ("digit",)
+FACTOR_NAMES = STYLE_FACTORS + ("digit",)  # the columns of the cached factor table after the set
 REGRESSION_SIZE = 5_000
 CACHE_FOLDER = "styled-mnist-cache"
 _CACHE_VERSION = 1
@@ -124,10 +122,11 @@ def load_styled_mnist(
     size: int = 32,
     copies: int = 2,
     seed: int = 0,
+    label: str = "set",
     cache_dir: str | os.PathLike | None = None,
     download: bool | None = None,
 ) -> ImageDataset:
-    """Load the ``styled-mnist`` split: RGB images ``[N, 3, size, size]``, labels = set (1 reference).
+    """Load the ``styled-mnist`` split: RGB images ``[N, 3, size, size]`` and their style factors.
 
     Parameters
     ----------
@@ -142,6 +141,10 @@ def load_styled_mnist(
         Transformed copies of each unlabelled training digit (the paper: 2); the test split has one.
     seed
         Seeds the reference/unlabelled split, the order and every style draw.
+    label
+        What the labels are: ``"set"`` (the default, the only supervision of Ruiz et al.: 1 for a
+        reference image, 0 for an unlabelled one) or ``"digit"`` (the MNIST digit, the class label
+        of Mathieu et al. and Zheng & Sun, for the comparison chapter and for evaluation).
     cache_dir
         Where generated arrays are cached; default ``DISLIB_CACHE``, else
         ``<root>/styled-mnist-cache``; no disk cache where it cannot be written.
@@ -151,8 +154,9 @@ def load_styled_mnist(
     Returns
     -------
     ImageDataset
-        ``num_classes = 2`` (``class_names = ("unlabelled", "reference")``); float32 factors
-        R, G, B, scale, width and, last, the digit (see the module docstring).
+        With ``label="set"``, ``num_classes = 2`` (``class_names = ("unlabelled", "reference")``);
+        with ``label="digit"``, the ten digits. Either way the float32 factors R, G, B, scale and
+        width (see the module docstring).
     """
     if split not in _MNIST_FILES:
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -162,52 +166,39 @@ def load_styled_mnist(
                          f"got {copies!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {LABELS} (the reference flag or the digit), got {label!r}")
     raw = _mnist_folder(Path(root), split, download)
     copies = copies if split == "train" else 1
     pixels, table = _styled(raw, split, size, copies, seed, cache_folder(Path(root), cache_dir, CACHE_FOLDER, "styled-mnist images"))
     images = torch.empty(pixels.shape, dtype=torch.float32)
     for start in range(0, len(pixels), _CHUNK):  # chunk by chunk from the (memory-mapped) uint8 array
         images[start : start + _CHUNK].copy_(torch.from_numpy(np.array(pixels[start : start + _CHUNK]))).div_(255.0)
+    column = 0 if label == "set" else _TABLE_COLUMNS.index("digit")
+    class_names = CLASS_NAMES if label == "set" else tuple(str(d) for d in range(10))
     return ImageDataset(
         images=images,
-        labels=torch.from_numpy(table[:, 0].astype(np.int64)),
-        num_classes=len(CLASS_NAMES),
+        labels=torch.from_numpy(table[:, column].astype(np.int64)),
+        num_classes=len(class_names),
         name=NAME,
-        factors=torch.from_numpy(np.array(table[:, 1:])),
-        factor_names=FACTOR_NAMES,
-        class_names=CLASS_NAMES,
+        factors=torch.from_numpy(np.array(table[:, 1 : 1 + len(STYLE_FACTORS)])),
+        factor_names=STYLE_FACTORS,
+        class_names=class_names,
     )
 
 
 # helpers for evaluation ----------------------------------------------------------------------
-def style_factors(data: ImageDataset) -> ImageDataset:
-    """``data`` with the five style factors alone (R, G, B, scale, width): the digit column dropped."""
-    _check_styled(data)
-    style = data.factors[:, : len(STYLE_FACTORS)].contiguous()
-    return dataclasses.replace(data, factors=style, factor_names=STYLE_FACTORS)
-
-
-def digits(data: ImageDataset) -> torch.Tensor:
-    """The MNIST digit of every image, int64 ``[N]`` (the last factor column)."""
-    _check_styled(data)
-    return data.factors[:, FACTOR_NAMES.index("digit")].round().long()
-
-
 def regression_sets(test: ImageDataset, size: int = REGRESSION_SIZE) -> tuple[ImageDataset, ImageDataset]:
-    """The two evaluation sets of Ruiz et al. (Sec. 5.3) from the test split, style factors only:
-    rows ``[0, size)`` fit the linear regressors, rows ``[size, 2 size)`` test them (5,000 each;
-    half the split each when it is smaller)."""
+    """The two evaluation sets of Ruiz et al. (Sec. 5.3) from the test split: rows ``[0, size)``
+    fit the linear regressors, rows ``[size, 2 size)`` test them (5,000 each; half the split each
+    when it is smaller)."""
+    if test.factors is None or tuple(test.factor_names) != STYLE_FACTORS:
+        raise ValueError(f"expected a styled-mnist dataset with factors {STYLE_FACTORS}, got dataset {test.name!r} "
+                         f"with factors {tuple(test.factor_names)}; load it with dislib.data.load('styled-mnist', ...)")
     n = min(size, len(test) // 2)
     if n < 1:
         raise ValueError(f"regression_sets needs at least 2 images, got {len(test)}")
-    styled = style_factors(test)
-    return styled.subset(slice(0, n)), styled.subset(slice(n, 2 * n))
-
-
-def _check_styled(data: ImageDataset) -> None:
-    if data.factors is None or tuple(data.factor_names) != FACTOR_NAMES:
-        raise ValueError(f"expected a styled-mnist dataset with factors {FACTOR_NAMES}, got dataset {data.name!r} "
-                         f"with factors {tuple(data.factor_names)}; load it with dislib.data.load('styled-mnist', ...)")
+    return test.subset(slice(0, n)), test.subset(slice(n, 2 * n))
 
 
 def check_factors(table: np.ndarray, n: int, size: int) -> None:
@@ -479,6 +470,5 @@ def _read_cache(stem: Path, shape: tuple[int, ...], size: int) -> tuple[np.ndarr
     return pixels, table
 
 
-__all__ = ["CLASS_NAMES", "FACTOR_NAMES", "STYLE_FACTORS", "DatasetNotFound", "check_factors", "digits", "dilate",
-           "draw_styles", "edge_maps", "load_styled_mnist", "max_kernel", "regression_sets", "shrink", "style",
-           "style_factors"]
+__all__ = ["CLASS_NAMES", "FACTOR_NAMES", "STYLE_FACTORS", "DatasetNotFound", "check_factors", "dilate",
+           "draw_styles", "edge_maps", "load_styled_mnist", "max_kernel", "regression_sets", "shrink", "style"]
