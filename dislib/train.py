@@ -170,7 +170,8 @@ def fit(
     train_data = train_data.to(dev)
     model.to(dev)
     settings.seed_everything(seed)
-    run = {"model": model.name, "dataset": train_data.name, "data_options": train_data.load_options if data_options is None else data_options, "seed": seed,
+    options = train_data.load_options if data_options is None else data_options
+    run = {"model": model.name, "dataset": train_data.name, "data_options": options, "seed": seed,
            "budget": asdict(plan), "config": asdict(model.config)}
     run_dir = Path(out) if out is not None else None
     with _locked(run_dir) if run_dir is not None else nullcontext():

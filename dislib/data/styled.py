@@ -170,7 +170,8 @@ def load_styled_mnist(
         raise ValueError(f"label must be one of {LABELS} (the reference flag or the digit), got {label!r}")
     raw = _mnist_folder(Path(root), split, download)
     copies = copies if split == "train" else 1
-    pixels, table = _styled(raw, split, size, copies, seed, cache_folder(Path(root), cache_dir, CACHE_FOLDER, "styled-mnist images"))
+    cache = cache_folder(Path(root), cache_dir, CACHE_FOLDER, "styled-mnist images")
+    pixels, table = _styled(raw, split, size, copies, seed, cache)
     images = torch.empty(pixels.shape, dtype=torch.float32)
     for start in range(0, len(pixels), _CHUNK):  # chunk by chunk from the (memory-mapped) uint8 array
         images[start : start + _CHUNK].copy_(torch.from_numpy(np.array(pixels[start : start + _CHUNK]))).div_(255.0)
