@@ -269,7 +269,7 @@ def swap_ratio(model: Disentangler, data: ImageDataset, seed: int = 0, batch_siz
     with inference(model):
         for i in range(0, len(kept), batch_size):
             rows, other = kept[i : i + batch_size], partners[i : i + batch_size]
-            x = data.images[rows].to(model.device)
+            x = data.inputs[rows].to(model.device)
             s = specified[rows].to(model.device)
             z_own = unspecified[rows].to(model.device)
             z_other = unspecified[other].to(model.device)

@@ -148,6 +148,37 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+def fc_trunk(in_features: int, hidden: int) -> nn.Sequential:
+    """"fc, ``hidden``, batchnorm, relu" after a flat feature vector."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
+
+
+def encoder_trunk(in_channels: int, image_size: int, widths: tuple[int, ...], hidden: int, point_dim: int = 0) -> nn.Sequential:
+    """The body of an encoder, ``hidden`` features out.
+
+    Images: :class:`ConvEncoder`, then "fc, ``hidden``, batchnorm, relu" (the encoders of Zheng &
+    Sun 2019, CIFAR-10 table). Points (``point_dim > 0``, the 2-D toys): an MLP with ReLU whose
+    hidden layers have ``widths`` units (App. B.1: 32, 64, 64); ``hidden`` is then ``widths[-1]``.
+    """
+    if point_dim:
+        return nn.Sequential(MLP((point_dim, *widths)), nn.ReLU())
+    convs = ConvEncoder(in_channels, image_size, widths)
+    return nn.Sequential(convs, fc_trunk(convs.out_features, hidden))
+
+
+def trunk_features(widths: tuple[int, ...], hidden: int, point_dim: int = 0) -> int:
+    """Number of features :func:`encoder_trunk` returns."""
+    return widths[-1] if point_dim else hidden
+
+
+def decoder_for(in_features: int, out_channels: int, image_size: int, widths: tuple[int, ...], point_dim: int = 0) -> nn.Module:
+    """A decoder from a code to pre-activations: :class:`ConvDecoder` with ``widths`` reversed for
+    images, an MLP through ``widths`` reversed to ``point_dim`` coordinates for points."""
+    if point_dim:
+        return MLP((in_features, *widths[::-1], point_dim))
+    return ConvDecoder(in_features, out_channels, image_size, widths[::-1])
+
+
 LABEL_INPUTS = ("none", "layers", "projection")
 
 
@@ -173,6 +204,9 @@ class ImageDiscriminator(nn.Module):
         layer and the projection embedding.
     dropout
         Dropout probability after each block.
+    point_dim
+        When positive, ``D`` judges points of that many coordinates instead of images (the 2-D
+        toys): an MLP with LeakyReLU(0.2) whose hidden layers have ``widths`` units.
     """
 
     def __init__(
@@ -185,19 +219,28 @@ class ImageDiscriminator(nn.Module):
         batch_norm: bool = True,
         spectral_norm: bool = False,
         dropout: float = 0.0,
+        point_dim: int = 0,
     ) -> None:
         super().__init__()
         if label_input not in LABEL_INPUTS:
             raise ValueError(f"label_input must be one of {LABEL_INPUTS}, got {label_input!r}")
         if (label_input == "none") != (num_classes == 0):
             raise ValueError(f"label_input {label_input!r} needs num_classes > 0 exactly when it is not 'none'")
+        if point_dim and label_input == "layers":
+            raise ValueError("a discriminator of points takes the label by 'projection' (or 'none'), not 'layers'")
         self.label_input = label_input
-        layer_classes = num_classes if label_input == "layers" else 0
-        self.features = ConvEncoder(
-            in_channels, image_size, widths, "leaky_relu", batch_norm, num_classes=layer_classes, dropout=dropout
-        )
-        self.logit = nn.Linear(self.features.out_features, 1)
-        self.projection = nn.Embedding(num_classes, self.features.out_features) if label_input == "projection" else None
+        self.point_dim = point_dim
+        if point_dim:
+            self.features = nn.Sequential(MLP((point_dim, *widths), "leaky_relu"), _activation("leaky_relu"))
+            out_features = widths[-1]
+        else:
+            layer_classes = num_classes if label_input == "layers" else 0
+            self.features = ConvEncoder(
+                in_channels, image_size, widths, "leaky_relu", batch_norm, num_classes=layer_classes, dropout=dropout
+            )
+            out_features = self.features.out_features
+        self.logit = nn.Linear(out_features, 1)
+        self.projection = nn.Embedding(num_classes, out_features) if label_input == "projection" else None
         if spectral_norm:
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
@@ -207,7 +250,7 @@ class ImageDiscriminator(nn.Module):
         """Logits ``[N]``; ``labels`` ``[N]`` are required exactly when the discriminator is conditional."""
         if (self.label_input == "none") != (labels is None):
             raise ValueError(f"this discriminator's label_input is {self.label_input!r}: pass labels exactly when it is not 'none'")
-        h = self.features(x, labels if self.label_input == "layers" else None)
+        h = self.features(x) if self.point_dim else self.features(x, labels if self.label_input == "layers" else None)
         logit = self.logit(h).squeeze(1)
         if self.projection is not None:
             logit = logit + (self.projection(labels) * h).sum(1)

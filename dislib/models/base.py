@@ -15,7 +15,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dislib.data.base import ImageDataset, LabelledData, check_pixels
+from dislib import losses
+from dislib.data.base import ImageDataset, LabelledData, PointDataset, check_pixels
 
 MODELS: dict[str, type["Model"]] = {}
 
@@ -48,6 +49,11 @@ class ImageConfig:
     image_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
+
+
+def reads_points(config: Any) -> bool:
+    """Whether a model with this configuration reads points (its ``point_dim > 0``) instead of images."""
+    return getattr(config, "point_dim", 0) > 0
 
 
 class Codes(NamedTuple):
@@ -91,10 +97,14 @@ class Model(nn.Module):
     @classmethod
     def for_dataset(cls, data: LabelledData, preset: str | None = None, **overrides: Any) -> "Model":
         """Build the model for ``data``: the named preset (default: the dataset's own, if any),
-        with the image shape and class count taken from the data, then ``overrides``."""
+        with the image shape and class count taken from the data, then ``overrides``. A model whose
+        configuration has a ``point_dim`` setting also reads points (a :class:`PointDataset`)."""
         base = cls.PRESETS.get(preset or data.name, cls.Config())
         if preset is not None and preset not in cls.PRESETS:
             raise KeyError(f"{cls.name} has no preset {preset!r}; presets: {sorted(cls.PRESETS)}")
+        if isinstance(data, PointDataset) and hasattr(base, "point_dim"):
+            shape = dict(point_dim=data.point_dim, num_classes=data.num_classes)
+            return cls(dataclasses.replace(base, **{**shape, **overrides}))
         if not isinstance(data, ImageDataset):
             raise TypeError(f"{cls.name} reads images, but dataset {data.name!r} holds {type(data).__name__}; "
                             "build a model made for that kind of data")
@@ -154,7 +164,14 @@ class Model(nn.Module):
         return x.device.type == "cpu" or not self.training
 
     def check_images(self, x: Tensor) -> None:
-        """Raise a clear error if ``x`` is not a batch of float32 images in ``[0, 1]`` this model was built for."""
+        """Raise a clear error if ``x`` is not a batch of float32 images in ``[0, 1]`` this model was
+        built for (or of finite float32 points, for a model that reads points)."""
+        if reads_points(self.config):
+            d = self.config.point_dim
+            if x.ndim != 2 or x.shape[1] != d or x.dtype != torch.float32:
+                raise ValueError(f"{self.name} expects float32 points of shape [N, {d}], got {x.dtype} {tuple(x.shape)}; "
+                                 f"build the model with {type(self).__name__}.for_dataset(data) to match your data")
+            return
         c, s = self.config.image_channels, self.config.image_size
         if x.ndim != 4 or x.shape[1:] != (c, s, s):
             raise ValueError(
@@ -247,8 +264,18 @@ class Disentangler(Model):
         return self.decoder(unspecified if specified is None else torch.cat([specified, unspecified], 1))
 
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
-        """Images in ``[0, 1]`` from a specified and an unspecified code."""
-        return torch.sigmoid(self.decoder_output(specified, unspecified))
+        """Images in ``[0, 1]`` from a specified and an unspecified code (points: the decoder's output)."""
+        output = self.decoder_output(specified, unspecified)
+        return output if reads_points(self.config) else torch.sigmoid(output)
+
+    def reconstruction_nll(self, output: Tensor, x: Tensor) -> Tensor:
+        """``-log p(x | codes)`` per input for the decoder's pre-activation ``output``: the
+        configured ``likelihood`` with ``pixel_scale`` for images, a Gaussian of std ``pixel_scale``
+        around the output itself for points."""
+        c = self.config
+        if reads_points(c):
+            return losses.gaussian_nll(output, x, c.pixel_scale)
+        return losses.image_nll(output, x, c.likelihood, c.pixel_scale)
 
     def check_codes(self, specified: Tensor | None, unspecified: Tensor) -> None:
         """Raise a clear error if the codes given to ``decode`` have the wrong size."""

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dislib import losses
-from dislib.data.base import ImageDataset
+from dislib.data.base import LabelledData
 from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
-from dislib.nn import CodeClassifier, ConvDecoder, ConvEncoder, GaussianHead, ImageDiscriminator, reparameterize
+from dislib.nn import (
+    CodeClassifier, GaussianHead, ImageDiscriminator, decoder_for, encoder_trunk, reparameterize, trunk_features,
+)
 
 INITIAL_RAW_PRECISION = 0.54
 """The authors' initial value of the parameter behind each precision: ``softplus(0.54) = 1.0``."""
@@ -36,6 +38,12 @@ CODE_ADVERSARY_INPUTS = ("sample", "mean")
 LAPTOP = dict(widths=(16, 32, 64, 128), hidden_width=256, discriminator_widths=(32, 64, 128))
 """Ours: the networks of the ``mnist`` and ``fashion-mnist`` presets, half as wide as the paper's
 (``mnist-paper``) or less, so that the full budget trains in 15 minutes on two CPU cores."""
+
+TOY = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), adversary_hidden=64, specified_dim=2,
+           unspecified_dim=2, pixel_scale=0.1)
+"""The toy of App. B.1 (``three-moons``): encoders, decoder and ``D`` are MLPs of 32, 64 and 64
+hidden units (paper); two dimensions for each code and a reconstruction std of 0.1, the noise of
+the data (ours: the text gives neither)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,10 @@ class ZhengConfig(ImageConfig):
         Classes whose labels the model never sees (Sec. 3.6): :meth:`Zheng.make_batch` puts their
         images under ``"x_unlabelled"``. With every class of the data listed, each step is the
         fine-tuning step on unlabelled images alone (Sec. 4.4).
+    point_dim
+        0 for images; the number of coordinates for points (the toy of App. B.1), which makes every
+        network an MLP with ``widths`` (``discriminator_widths``) hidden units and the
+        reconstruction a Gaussian of std ``pixel_scale`` around the decoder's output.
     """
 
     specified_dim: int = 32
@@ -122,6 +134,7 @@ class ZhengConfig(ImageConfig):
     lr_drop_epochs: float = 2.0
     lr_drop_factor: float = 0.01
     unlabelled_classes: tuple[int, ...] = ()
+    point_dim: int = 0
 
     def __post_init__(self) -> None:
         losses.check_likelihood(self.likelihood, self.pixel_scale)
@@ -139,13 +152,6 @@ class ZhengConfig(ImageConfig):
             )
         if any(k < 0 for k in self.unlabelled_classes):
             raise ValueError(f"unlabelled_classes must be class indices >= 0, got {self.unlabelled_classes}")
-
-
-def encoder_trunk(config: ZhengConfig) -> nn.Sequential:
-    """Strided convolutions, then "fc, 1024, batchnorm, relu" (the CIFAR-10 table's encoders)."""
-    convs = ConvEncoder(config.image_channels, config.image_size, config.widths)
-    hidden = config.hidden_width
-    return nn.Sequential(convs, nn.Linear(convs.out_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
 
 
 def autoencoder_objective(terms: dict[str, Tensor], config: ZhengConfig, pixels: int) -> Tensor:
@@ -198,22 +204,28 @@ class Zheng(Disentangler):
         "smoke": Budget(steps=30, batch_size=32, eval_every=30, train_size=1_024, eval_size=400),
         "full": Budget(steps=2_000, batch_size=96, eval_every=500, eval_size=2_000),
     }
-    PRESETS = {"mnist": ZhengConfig(**LAPTOP), "fashion-mnist": ZhengConfig(**LAPTOP), "mnist-paper": ZhengConfig()}
+    PRESETS = {"mnist": ZhengConfig(**LAPTOP), "fashion-mnist": ZhengConfig(**LAPTOP), "mnist-paper": ZhengConfig(),
+               "three-moons": ZhengConfig(**TOY)}
 
     def __init__(self, config: ZhengConfig) -> None:
         super().__init__(config)
         c = config
         self.specified_dim = c.specified_dim
         self.unspecified_dim = c.unspecified_dim
-        self.specified_encoder = nn.Sequential(encoder_trunk(c), nn.Linear(c.hidden_width, c.specified_dim))
-        self.unspecified_encoder = nn.Sequential(encoder_trunk(c), GaussianHead(c.hidden_width, c.unspecified_dim))
-        self.decoder = ConvDecoder(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths[::-1])
+
+        def trunk() -> nn.Sequential:
+            return encoder_trunk(c.image_channels, c.image_size, c.widths, c.hidden_width, c.point_dim)
+
+        features = trunk_features(c.widths, c.hidden_width, c.point_dim)
+        self.specified_encoder = nn.Sequential(trunk(), nn.Linear(features, c.specified_dim))
+        self.unspecified_encoder = nn.Sequential(trunk(), GaussianHead(features, c.unspecified_dim))
+        self.decoder = decoder_for(c.specified_dim + c.unspecified_dim, c.image_channels, c.image_size, c.widths, c.point_dim)
         self.class_means = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c.num_classes, c.specified_dim)))
         self.raw_precisions = nn.Parameter(torch.full((c.num_classes, c.specified_dim), INITIAL_RAW_PRECISION))
         self.code_adversary = CodeClassifier(c.unspecified_dim, c.num_classes, c.adversary_hidden)
         self.discriminator = ImageDiscriminator(
             c.image_channels, c.image_size, c.discriminator_widths, c.num_classes,
-            label_input="projection", batch_norm=False, spectral_norm=True,
+            label_input="projection", batch_norm=False, spectral_norm=True, point_dim=c.point_dim,
         )
         self.steps_per_epoch: int | None = None
 
@@ -262,7 +274,7 @@ class Zheng(Disentangler):
         return self.decode(self.sample_specified(labels), z)
 
     # training ------------------------------------------------------------------------------------
-    def make_batch(self, data: ImageDataset, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+    def make_batch(self, data: LabelledData, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         """``{"x", "y"}`` for labelled images and ``{"x_unlabelled"}`` for those of ``unlabelled_classes``
         (each key only when it has images). Also records the epoch length, ``len(data) // len(indices)``
         steps as in :func:`dislib.train.fit`, for stage 1's learning-rate drop."""
@@ -274,7 +286,7 @@ class Zheng(Disentangler):
                 "the model with Zheng.for_dataset(data), or list them in unlabelled_classes to use their images unlabelled"
             )
         self.steps_per_epoch = max(len(data) // len(indices), 1)
-        images, labels = data.images[indices], data.labels[indices]
+        images, labels = data.inputs[indices], data.labels[indices]
         self.check_images(images)
         if not hidden:
             return {"x": images, "y": labels}
@@ -337,20 +349,19 @@ class Zheng(Disentangler):
         likelihood = [losses.gm_likelihood_loss(s[:n], y, means, log_precisions)] if n else []
         if n < len(images):
             likelihood.append(losses.unlabelled_likelihood_loss(s[n:], means, log_precisions))
-        c = self.config
         terms = {
-            "reconstruction": losses.image_nll(output, images, c.likelihood, c.pixel_scale),
+            "reconstruction": self.reconstruction_nll(output, images),
             "kl": losses.kl_normal_standard(mu, logvar),
             "likelihood": torch.cat(likelihood),
         }
         if not n:
             return terms, {}
         # the same reconstructions, decoded again from detached codes: L_G trains the decoder alone
-        reconstructed = torch.sigmoid(self.decoder(torch.cat([s, z], 1).detach()))[:n]
+        reconstructed = self.decode(s.detach(), z.detach())[:n]
         prior = torch.randn(n, self.unspecified_dim, device=x.device)
-        sampled = torch.sigmoid(self.decoder(torch.cat([self.sample_specified(y).detach(), prior], 1)))
+        sampled = self.decode(self.sample_specified(y).detach(), prior)
         fakes = self.discriminator(torch.cat([reconstructed, sampled]), torch.cat([y, y]))
-        adversary_input = (z if c.code_adversary_input == "sample" else mu)[:n]
+        adversary_input = (z if self.config.code_adversary_input == "sample" else mu)[:n]
         terms |= {
             "adversarial": losses.uniform_target_cross_entropy(self.code_adversary(adversary_input)),
             "reconstruction_gan": losses.hinge_generator_loss(fakes[:n]),
@@ -423,20 +434,19 @@ class Zheng(Disentangler):
         return self.report(terms)
 
     @torch.no_grad()
-    def evaluate(self, data: ImageDataset, batch_size: int = 500) -> dict[str, float]:
+    def evaluate(self, data: LabelledData, batch_size: int = 500) -> dict[str, float]:
         """Held-out numbers of the model itself: ``-log p(x | s, z)`` at one sample of ``q(z|x)`` and
         ``KL(q(z|x) || N(0, I))``, in nats per image, and the accuracy of the mixture's own classifier,
         ``argmax_k logits_k(E_s(x))`` (Eq. 8 without margin). Probes are the caller's."""
-        c = self.config
         sums = {"reconstruction": 0.0, "kl": 0.0, "mixture_accuracy": 0.0}
         log_precisions = self.log_precisions()
         for i in range(0, len(data), batch_size):
-            x, y = data.images[i : i + batch_size], data.labels[i : i + batch_size]
+            x, y = data.inputs[i : i + batch_size], data.labels[i : i + batch_size]
             codes = self.encode(x)
             z = reparameterize(codes.unspecified, codes.unspecified_logvar)
             output = self.decoder_output(codes.specified, z)
             logits = losses.gm_logits(codes.specified, self.class_means, log_precisions)
-            sums["reconstruction"] += losses.image_nll(output, x, c.likelihood, c.pixel_scale).float().sum().item()
+            sums["reconstruction"] += self.reconstruction_nll(output, x).float().sum().item()
             sums["kl"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).float().sum().item()
             sums["mixture_accuracy"] += (logits.argmax(1) == y).float().sum().item()
         return {f"test_{k}": v / len(data) for k, v in sums.items()}
