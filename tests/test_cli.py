@@ -11,7 +11,7 @@ from dislib import __main__ as cli
 from dislib import data, train
 from dislib.data import mnist
 from dislib.data.base import ImageDataset
-from dislib.models import VAE
+from dislib.models import MODELS, VAE
 from tests.helpers import tiny_images
 
 
@@ -37,8 +37,27 @@ def test_train_then_evaluate(tiny_dataset, tmp_path, capsys):
 def test_bench_reports_every_model(capsys):
     assert cli.main(["bench", "--steps", "1", "--warmup", "0", "--batch-size", "8"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert {"vae", "gan"} <= set(result["models"])
+    assert {"vae", "gan", "cvae", "cgan", "cvaegan"} <= set(result["models"])
     assert all(m["images_per_second"] > 0 for m in result["models"].values())
+    # each row names the preset it was built with: "mnist" where the model has one, "default" where not
+    assert {name: m["preset"] for name, m in result["models"].items()} == {
+        name: "mnist" if "mnist" in cls.PRESETS else "default" for name, cls in MODELS.items()
+    }
+    assert result["models"]["cvaegan"]["preset"] == "mnist"
+
+
+@pytest.mark.parametrize("model", ["cvaegan", "cvae", "cgan"])
+def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_path, capsys):
+    # 48 images: enough for the label probes of a model with a specified code (20 to train on)
+    monkeypatch.setitem(data._LOADERS, "tiny", lambda split, root: tiny_images(48, seed=int(split == "test")))
+    out = tmp_path / model
+    args = ["train", model, "--dataset", "tiny", "--preset", "mnist", "--budget", "smoke", "--out", str(out)]
+    assert cli.main(args) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["model"] == model and trained["steps"] == 30
+    assert cli.main(["evaluate", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["model"] == model and all(isinstance(v, float) for k, v in evaluated.items() if k.startswith("test_"))
 
 
 def test_evaluate_without_a_run_explains(tmp_path, capsys):

@@ -1,9 +1,14 @@
-"""VAE, conditional VAE, DCGAN and conditional GAN: shapes, one step of learning, bad input."""
+"""VAE, conditional VAE, DCGAN and conditional GAN (and their names as Zheng & Sun's baselines): shapes,
+one step of learning, bad input."""
+
+import math
 
 import pytest
 import torch
 
-from dislib.models import GAN, VAE, Budget
+from dislib.data.base import ImageDataset
+from dislib.models import CGAN, CVAE, GAN, VAE, Budget, CGANConfig, Zheng
+from dislib.models.base import Model
 from dislib.train import fit
 from tests.helpers import tiny_images
 
@@ -75,3 +80,35 @@ def test_unknown_preset_and_bad_config():
         VAE.for_dataset(tiny_images(8), preset="cifar")
     with pytest.raises(ValueError, match="likelihood"):
         VAE.for_dataset(tiny_images(8), likelihood="poisson")
+
+
+def test_cvae_and_cgan_are_conditional_by_name_with_zhengs_networks():
+    data = tiny_images(8)
+    cvae, cgan = CVAE.for_dataset(data, widths=(4, 8, 8)), CGAN.for_dataset(data, generator_widths=(8, 4, 4))
+    assert cvae.config.conditional and cvae.label_is_code and cvae.specified_dim == 10
+    assert cgan.config.conditional and cgan.sample(2, torch.tensor([0, 9])).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="build a VAE for the unconditional one"):
+        CVAE.for_dataset(data, conditional=False)
+    with pytest.raises(ValueError, match="build a GAN for the unconditional one"):
+        CGANConfig(conditional=False)
+    mnist = ImageDataset(data.images, data.labels, 10, "mnist")
+    cvae = CVAE.for_dataset(mnist)
+    assert (cvae.config.widths, cvae.config.hidden_width, cvae.config.latent_dim) == ((16, 32, 64, 128), 256, 100)
+    assert cvae.config.likelihood == "gaussian" and cvae.config.pixel_scale == pytest.approx(math.sqrt(2) / 4)
+    assert cvae.config.beta == pytest.approx(0.784)  # Zheng's balance: (1 / D_z) / (10 / P)
+    assert cvae.encoder[1][0].out_features == 256  # "fc, 256" after the convolutions
+    cgan = CGAN.for_dataset(mnist)
+    assert cgan.config.generator_widths == (128, 64, 32, 16) and cgan.config.latent_dim == 100
+    assert CVAE.BUDGETS == CGAN.BUDGETS == Zheng.BUDGETS
+
+
+def test_the_vae_keeps_its_presets_and_old_checkpoints():
+    data = tiny_images(8)
+    for preset in ("mnist", "mnist-2d", "mnist-conditional"):
+        assert VAE.PRESETS[preset].hidden_width == 0
+    model = VAE.for_dataset(data, widths=(4, 8, 8))
+    assert "encoder.convs.0.weight" in model.state_dict() and not any(k.startswith("encoder.1") for k in model.state_dict())
+    old = model.checkpoint()
+    del old["config"]["hidden_width"]  # a checkpoint written before the setting existed
+    restored = Model.from_checkpoint(old)
+    assert type(restored) is VAE and restored.config.hidden_width == 0

@@ -18,7 +18,10 @@ from tests.helpers import tiny_images
 
 SMALL = {
     "vae": dict(widths=(4, 8, 8), latent_dim=3),
+    "cvae": dict(widths=(4, 8, 8), hidden_width=8, latent_dim=3),
     "gan": dict(generator_widths=(8, 4, 4), discriminator_widths=(4, 4, 8)),
+    "cgan": dict(generator_widths=(8, 4, 4), discriminator_widths=(4, 4, 8)),
+    "cvaegan": dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), unspecified_dim=5),
     "mathieu": dict(widths=(4, 8, 8), discriminator_widths=(4, 8, 8), specified_dim=3, unspecified_dim=5),
     "zheng": dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), adversary_hidden=8,
                   specified_dim=3, unspecified_dim=5),

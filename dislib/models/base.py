@@ -42,6 +42,14 @@ class Budget:
     eval_size: int = 10_000
 
 
+COMPARISON_BUDGETS = {
+    "smoke": Budget(steps=30, batch_size=32, eval_every=30, train_size=1_024, eval_size=400),
+    "full": Budget(steps=2_000, batch_size=96, eval_every=500, eval_size=2_000),
+}
+"""The budgets of Zheng & Sun's model (``Zheng.BUDGETS``), which the baselines it is compared with
+(cVAE, cVAE-GAN, cGAN) share, so that each sees as many images: 2000 steps of 96 images in full."""
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """Fields every model config starts with: the shape of the images and the class count."""

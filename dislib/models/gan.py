@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import Budget, ImageConfig, Model, register
+from dislib.models.base import COMPARISON_BUDGETS, Budget, ImageConfig, Model, register
 from dislib.nn import ConvDecoder, ImageDiscriminator
 
 
@@ -124,3 +124,31 @@ class GAN(Model):
             real += torch.sigmoid(self.discriminator(x, y)).float().sum().item()
             fake += torch.sigmoid(self.discriminator(self.sample(len(x), y), y)).float().sum().item()
         return {"test_D(x)": real / len(data), "test_D(G(z))": fake / len(data)}
+
+
+@dataclass(frozen=True)
+class CGANConfig(GANConfig):
+    """Settings of :class:`CGAN`: DCGAN's, as :class:`GANConfig`, with the label given to both players."""
+
+    conditional: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.conditional:
+            raise ValueError("CGAN is the conditional GAN (conditional=True); build a GAN for the unconditional one")
+        super().__post_init__()
+
+
+ZHENG_LAPTOP = CGANConfig(latent_dim=100, generator_widths=(128, 64, 32, 16), discriminator_widths=(32, 64, 128))
+"""The cGAN baseline of Zheng & Sun (2019, Sec. 4.2) on the networks of their model's ``mnist`` preset:
+its decoder as the generator (``z`` of 100 dimensions) and its discriminator's widths. The label
+enters as in :class:`GAN` (a learned embedding beside ``z``, per-layer biases in ``D``)."""
+
+
+@register
+class CGAN(GAN):
+    """``GAN`` with ``conditional=True``, named: Zheng & Sun's cGAN baseline, trained on their model's budgets."""
+
+    name = "cgan"
+    Config = CGANConfig
+    PRESETS = {"mnist": ZHENG_LAPTOP, "fashion-mnist": ZHENG_LAPTOP}
+    BUDGETS = COMPARISON_BUDGETS

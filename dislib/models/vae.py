@@ -12,6 +12,7 @@ VAE like every other model, and whether ``z`` still carries the label can be mea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,8 @@ from torch import Tensor
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
-from dislib.nn import ConvDecoder, ConvEncoder, GaussianHead, reparameterize
+from dislib.models.base import COMPARISON_BUDGETS, Budget, Codes, Disentangler, ImageConfig, register
+from dislib.nn import ConvDecoder, ConvEncoder, GaussianHead, encoder_trunk, reparameterize
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class VAEConfig(ImageConfig):
 
     ``likelihood`` is ``"bernoulli"`` (binary-ish images such as MNIST), ``"gaussian"`` or
     ``"laplace"`` with a fixed ``pixel_scale`` (see :func:`dislib.losses.image_nll`); ``beta``
-    weights the KL term (1 is the true ELBO).
+    weights the KL term (1 is the true ELBO). ``hidden_width`` is 0 for an encoder of
+    convolutions alone, or the width of a fully connected layer after them ("fc, batchnorm,
+    relu", :func:`dislib.nn.encoder_trunk`: the encoders of Zheng & Sun 2019).
     """
 
     latent_dim: int = 16
@@ -40,9 +43,12 @@ class VAEConfig(ImageConfig):
     beta: float = 1.0
     widths: tuple[int, ...] = (32, 64, 128)
     lr: float = 1e-3
+    hidden_width: int = 0
 
     def __post_init__(self) -> None:
         losses.check_likelihood(self.likelihood, self.pixel_scale)
+        if self.hidden_width < 0:
+            raise ValueError(f"hidden_width must be 0 (no fully connected layer) or positive, got {self.hidden_width}")
 
 
 @register
@@ -66,8 +72,13 @@ class VAE(Disentangler):
         c = config
         self.specified_dim = c.num_classes if c.conditional else 0
         self.unspecified_dim = c.latent_dim
-        self.encoder = ConvEncoder(c.image_channels, c.image_size, c.widths)
-        self.posterior = GaussianHead(self.encoder.out_features, c.latent_dim)
+        if c.hidden_width:  # convolutions, then "fc, hidden_width"
+            self.encoder = encoder_trunk(c.image_channels, c.image_size, c.widths, c.hidden_width)
+            features = c.hidden_width
+        else:  # convolutions alone (the VAE's presets and checkpoints)
+            self.encoder = ConvEncoder(c.image_channels, c.image_size, c.widths)
+            features = self.encoder.out_features
+        self.posterior = GaussianHead(features, c.latent_dim)
         self.decoder = ConvDecoder(c.latent_dim + self.specified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.optimizers["vae"] = torch.optim.Adam(self.parameters(), lr=c.lr)
 
@@ -132,3 +143,40 @@ class VAE(Disentangler):
         out = {f"test_{k}": v / len(data) for k, v in sums.items()}
         out["test_negative_elbo"] = out["test_reconstruction"] + out["test_kl"]
         return out
+
+
+@dataclass(frozen=True)
+class CVAEConfig(VAEConfig):
+    """Settings of :class:`CVAE`: a :class:`VAEConfig` that is conditional by default (and must be)."""
+
+    conditional: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.conditional:
+            raise ValueError("CVAE is the conditional VAE (conditional=True); build a VAE for the unconditional one")
+
+
+ZHENG_LAPTOP = CVAEConfig(
+    latent_dim=100, widths=(16, 32, 64, 128), hidden_width=256, likelihood="gaussian", pixel_scale=math.sqrt(2) / 4,
+    beta=28 * 28 / (10.0 * 100), lr=5e-4,
+)
+"""The cVAE baseline of Zheng & Sun (2019, Sec. 4.2) on the encoder and decoder of their model's
+``mnist`` preset, with its ``z`` of 100 dimensions and its Gaussian likelihood of std ``sqrt(2) / 4``.
+Their objective weighs the NLL by ``10 / P`` (``P = 784`` pixels) and the KL by ``1 / D_z``; the
+same balance here is ``beta = P / (10 D_z) = 0.784``. Their learning rate, 5e-4; Adam keeps its
+default betas (ours: their code's (0, 0.9), for every player, is a GAN setting)."""
+
+
+@register
+class CVAE(VAE):
+    """The conditional VAE under its own name: ``q(z|x)``, ``p(x|z, y)``, the label one-hot beside ``z``.
+
+    The same model as ``VAE`` with ``conditional=True``; its presets and budgets are those of the
+    comparison with Zheng & Sun's model (the same networks, and as many images as it sees).
+    """
+
+    name = "cvae"
+    Config = CVAEConfig
+    PRESETS = {"mnist": ZHENG_LAPTOP, "fashion-mnist": ZHENG_LAPTOP}
+    BUDGETS = COMPARISON_BUDGETS
