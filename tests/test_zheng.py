@@ -286,3 +286,44 @@ def test_presets_keep_the_authors_values():
     laptop = Zheng.PRESETS["mnist"]
     assert laptop.widths != paper.widths and laptop.reconstruction_weight == paper.reconstruction_weight
     assert Zheng.budget("full").batch_size == 96
+
+
+# points (the toy of App. B.1), the precisions' own rate, C_z's extra updates ----------------------
+def test_points_train_with_mlps_and_decode_to_raw_coordinates():
+    from dislib.data import load
+    from dislib.models.base import Budget
+    from dislib.train import fit
+
+    points = load("three-moons", "train", n=120)
+    torch.manual_seed(0)
+    model = Zheng.for_dataset(points)
+    assert model.config.point_dim == 2 and model.config.lr_drop_factor == 1.0  # the toy preset: a fixed rate
+    assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    fit(model, points, points, budget=Budget(steps=3, batch_size=32, eval_every=3), progress=False)
+    model.eval()
+    samples = model.sample(torch.tensor([0, 1, 2]))
+    assert samples.shape == (3, 2) and (samples.min() < 0 or samples.max() > 1)  # no sigmoid on points
+    with pytest.raises(ValueError, match=r"points of shape \[N, 2\]"):
+        model.encode(torch.rand(4, 1, 28, 28))
+
+
+def test_precisions_take_their_own_rate_and_drop_with_stage_one():
+    data = tiny_images()
+    model = small_model(data, lr=1e-3, precision_lr=1e-2, lr_drop_epochs=1, lr_drop_factor=0.1)
+    batch_of(model, data)
+    model.update_mixture_lr()
+    assert [g["lr"] for g in model.optimizers["gaussian_mixture"].param_groups] == [1e-3, 1e-2]
+    model.steps_done += 10 * model.steps_per_epoch
+    model.update_mixture_lr()
+    torch.testing.assert_close(torch.tensor([g["lr"] for g in model.optimizers["gaussian_mixture"].param_groups]),
+                               torch.tensor([1e-4, 1e-3]))
+
+
+def test_code_adversary_steps_update_c_z_that_many_times():
+    data = tiny_images()
+    model = small_model(data, code_adversary_steps=3)
+    model.train_step(batch_of(model, data))
+    state = model.optimizers["code_adversary"].state
+    assert {int(s["step"]) for s in state.values()} == {3}
+    with pytest.raises(ValueError, match="code_adversary_steps must be >= 1"):
+        ZhengConfig(code_adversary_steps=0)
