@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from dislib import data, settings
+from dislib import data, quality, settings
 from dislib.evaluate import held_out
 from dislib.data.base import ImageDataset
-from dislib.models import MODELS
+from dislib.models import MODELS, Model
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
 
@@ -56,7 +56,29 @@ def evaluate(args: argparse.Namespace) -> dict:
     run = read_run(args.run)
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
     with torch.no_grad():
-        return {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
+        metrics = {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
+    if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:
+        train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
+        classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,
+                                               device=model.device, progress=False)
+        metrics |= generation_quality(model, classifier, test, args.per_class)
+    return metrics
+
+
+def generation_quality(model: Model, classifier: torch.nn.Module, test: ImageDataset, per_class: int) -> dict:
+    """Inception score under ``classifier`` and intra-class diversity of ``per_class`` samples of every
+    class (the paper's Tables 4 and 2), beside those of as many real test images; the classifier's accuracy."""
+    labels = torch.arange(test.num_classes, device=model.device).repeat_interleave(per_class)
+    settings.seed_everything(0)
+    with torch.no_grad():
+        samples = model.sample_classes(labels)
+    take = torch.cat([(test.labels == k).nonzero().squeeze(1)[:per_class] for k in range(test.num_classes)])
+    out = {"classifier_test_accuracy": quality.classifier_accuracy(classifier, test), "classifier_classes": test.num_classes}
+    for name, images, classes in (("", samples, labels), ("real_", test.images[take], test.labels[take])):
+        score, spread = quality.classifier_inception_score(classifier, images)
+        out[f"{name}inception_score"], out[f"{name}inception_score_std"] = score, spread
+        out[f"{name}intra_class_diversity"] = quality.intra_class_diversity(images.cpu(), classes.cpu())["diversity"]
+    return out
 
 
 def bench(args: argparse.Namespace) -> dict:
@@ -113,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run directory written by `train`")
     e.add_argument("--limit", type=int, default=10_000, help="number of test images")
     e.add_argument("--device", default=None)
+    e.add_argument("--per-class", type=int, default=500,
+                   help="samples per class for the inception score and the diversity of a label-conditional "
+                        "generator (0: skip them)")
+    e.add_argument("--classifier-steps", type=int, default=1_500,
+                   help="training steps of the scoring classifier (trained once, cached in the run directory)")
     e.set_defaults(handler=evaluate)
     b = sub.add_parser("bench", help="print each model's training throughput as JSON")
     b.add_argument("--steps", type=int, default=10)

@@ -199,8 +199,10 @@ def inception_score(probabilities: Tensor, splits: int = 10) -> tuple[float, flo
         \mathrm{IS} = \exp\Big(\mathbb E_x\, \mathrm{KL}\big(p(y|x)\,\|\,p(y)\big)\Big),
         \qquad p(y) = \mathbb E_x\, p(y|x)
 
-    computed on each of ``splits`` consecutive, near-equal parts of the rows (each with its own
-    marginal ``p(y)``), in float64. It lies in ``[1, K]``: 1 when every image gets the same
+    computed on each of ``splits`` near-equal parts of the rows (each with its own marginal
+    ``p(y)``), in float64. Row ``i`` goes to part ``i mod splits``: rows ordered by class (all
+    samples of class 0, then of class 1, ...) still give every part every class, where consecutive
+    parts would each hold one class and score about 1. It lies in ``[1, K]``: 1 when every image gets the same
     prediction, ``K`` when each prediction is certain and the ``K`` classes are equally frequent.
 
     Parameters
@@ -210,7 +212,7 @@ def inception_score(probabilities: Tensor, splits: int = 10) -> tuple[float, flo
     """
     p = _check_probabilities(probabilities, splits)
     scores = []
-    for part in torch.tensor_split(p, splits):
+    for part in (p[i::splits] for i in range(splits)):
         marginal = part.mean(0, keepdim=True)
         kl = (torch.xlogy(part, part) - torch.xlogy(part, marginal)).sum(1)
         scores.append(float(kl.mean().exp()))

@@ -46,7 +46,7 @@ def test_bench_reports_every_model(capsys):
     assert result["models"]["cvaegan"]["preset"] == "mnist"
 
 
-@pytest.mark.parametrize("model", ["cvaegan", "cvae", "cgan"])
+@pytest.mark.parametrize("model", ["zheng", "cvaegan", "cvae", "cgan"])
 def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_path, capsys):
     # 48 images: enough for the label probes of a model with a specified code (20 to train on)
     monkeypatch.setitem(data._LOADERS, "tiny", lambda split, root: tiny_images(48, seed=int(split == "test")))
@@ -55,9 +55,14 @@ def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_pat
     assert cli.main(args) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["model"] == model and trained["steps"] == 30
-    assert cli.main(["evaluate", str(out)]) == 0
+    assert cli.main(["evaluate", str(out), "--per-class", "4", "--classifier-steps", "3"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["model"] == model and all(isinstance(v, float) for k, v in evaluated.items() if k.startswith("test_"))
+    # label-conditional generators get the paper's inception score and intra-class diversity, beside real images'
+    for key in ("inception_score", "real_inception_score", "intra_class_diversity", "real_intra_class_diversity"):
+        assert evaluated[key] > 0, key
+    assert 1.0 <= evaluated["inception_score"] <= evaluated["classifier_classes"]
+    assert (out / "classifier.pt").exists()
 
 
 def test_evaluate_without_a_run_explains(tmp_path, capsys):

@@ -223,3 +223,10 @@ def test_masked_error_needs_a_missing_region():
     images = torch.zeros(1, 1, 8, 8)
     with pytest.raises(ValueError, match="hides no pixel"):
         quality.masked_error(images, images, torch.ones(1, 8, 8))
+
+
+def test_inception_score_of_rows_sorted_by_class_is_the_class_count():
+    # 10 classes, 20 certain predictions each, sorted by class: every split must still see every class
+    probabilities = torch.eye(10).repeat_interleave(20, dim=0)
+    score, spread = quality.inception_score(probabilities, splits=10)
+    assert score == pytest.approx(10.0) and spread == pytest.approx(0.0, abs=1e-9)

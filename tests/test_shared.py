@@ -122,6 +122,20 @@ def test_bfloat16_autocast_wraps_the_forward_pass_only(name):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_label_conditional_generators_sample_the_classes_asked_and_others_refuse(name):
+    data = tiny_images(16, classes=4)
+    model = _small(name, data).eval()
+    labels = torch.tensor([0, 3, 1])
+    if model.generates_classes:
+        images = model.sample_classes(labels)
+        assert images.shape == (3, *data.image_shape) and 0 <= images.min() and images.max() <= 1
+    else:
+        with pytest.raises(ValueError, match="does not generate images of a given class"):
+            model.sample_classes(labels)
+    assert model.generates_classes == (name in {"zheng", "cvaegan", "cvae", "cgan"} or getattr(model.config, "conditional", False))
+
+
 def test_images_outside_the_pixel_range_or_type_are_refused_with_the_fix():
     data = tiny_images(8)
     model = VAE.for_dataset(data, widths=(4, 8, 8))

@@ -155,6 +155,18 @@ class Model(nn.Module):
         """
         raise NotImplementedError
 
+    @property
+    def generates_classes(self) -> bool:
+        """Whether :meth:`sample_classes` works: the model generates images of a class it is told."""
+        return False
+
+    def sample_classes(self, labels: Tensor) -> Tensor:
+        """One generated image (or point) per label, of that class: what the inception score, the
+        diversity and the sample grids of the Zheng & Sun chapter ask of every label-conditional
+        generator. Models that cannot generate a given class raise a clear error."""
+        raise ValueError(f"{self.name} does not generate images of a given class; use a label-conditional model "
+                         "(cvae, cgan, cvaegan, zheng)")
+
     @staticmethod
     def report(terms: dict[str, Tensor]) -> dict[str, Tensor]:
         """The batch means of ``terms``, detached: what :meth:`train_step` returns."""
