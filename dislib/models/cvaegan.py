@@ -154,18 +154,13 @@ class CVAEGAN(Disentangler):
         mu, logvar = self.encoder(x)
         return Codes(specified=specified, unspecified=mu, unspecified_logvar=logvar)
 
-    @property
-    def generates_classes(self) -> bool:
-        return True
-
-    def sample_classes(self, labels: Tensor) -> Tensor:
-        """:meth:`sample`: one image per label."""
-        return self.sample(labels)
-
     def sample(self, labels: Tensor) -> Tensor:
         """Images of the given classes, ``G([onehot(y), z])`` with ``z ~ N(0, I)``, one per label."""
         onehot = self.label_code(labels, "sample")
         return self.decode(onehot, torch.randn(len(onehot), self.unspecified_dim, device=onehot.device))
+
+    generates_classes = True
+    sample_classes = sample
 
     # training ------------------------------------------------------------------------------------
     def elbo_terms(self, x: Tensor, onehot: Tensor) -> tuple[dict[str, Tensor], Tensor]:

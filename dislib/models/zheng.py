@@ -277,19 +277,14 @@ class Zheng(Disentangler):
         mu, logvar = self.unspecified_encoder(x)
         return Codes(specified=self.specified_encoder(x), unspecified=mu, unspecified_logvar=logvar)
 
-    @property
-    def generates_classes(self) -> bool:
-        return True
-
-    def sample_classes(self, labels: Tensor) -> Tensor:
-        """:meth:`sample`: one image per label."""
-        return self.sample(labels)
-
     def sample(self, labels: Tensor) -> Tensor:
         """Images of the given classes: ``G(s, z)`` with ``s ~ N(mu_y, Sigma_y)`` and ``z ~ N(0, I)``."""
         self.check_mixture_labels(labels)
         z = torch.randn(len(labels), self.unspecified_dim, device=labels.device)
         return self.decode(self.sample_specified(labels), z)
+
+    generates_classes = True
+    sample_classes = sample
 
     # training ------------------------------------------------------------------------------------
     def make_batch(self, data: LabelledData, indices: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
