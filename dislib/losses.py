@@ -350,7 +350,7 @@ def gaussian_code_nll(code: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
     The latent reconstruction terms of Ruiz et al. (2019, Eq. 10): codes drawn from the prior,
     ``z, e ~ p``, decoded to ``x ~ p(x | z, e)`` and read back by the encoders,
-    :math:`-\log q(z \mid x) - \log q(e \mid x)`.
+    :math:`-\log q(z \mid x) - \log q(e \mid x)`; sVAE's (Pu et al. 2018) :math:`-\log q(z \mid x)`.
     """
     return 0.5 * ((code - mu).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(1)
 
@@ -366,8 +366,10 @@ def symmetric_kl_adversarial(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     estimates :math:`\mathrm{KL}(q\,\|\,p)`, minus the second :math:`\mathrm{KL}(p\,\|\,q)`.
     ``q_logits`` are ``d`` on encoded real images (``x, z ~ q(z|x), e ~ q(e|x)``), ``p_logits``
     on generated ones (``z, e ~`` prior, ``x ~ p(x|z, e)``). The reference pair
-    ``d'(x, z)`` is the same expression. Minimised by the encoders (through ``q_logits``) and the
-    generator (through ``p_logits``); ``d`` itself learns by :func:`density_ratio_loss` (Eq. 9).
+    ``d'(x, z)`` is the same expression, and so is sVAE's ``d(x, z)`` (Pu et al. 2018; without a
+    reference set or ``e``, :mod:`dislib.models.ruiz_baselines`). Minimised by the encoders
+    (through ``q_logits``) and the generator (through ``p_logits``); ``d`` itself learns by
+    :func:`density_ratio_loss` (Eq. 9).
     """
     return q_logits - p_logits
 
@@ -384,6 +386,56 @@ def density_ratio_loss(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     :math:`d = \log q / p`, the ratio of Eq. 7 (Bickel et al. 2009). Algorithm 1 gives ``q`` the
     :math:`\log\sigma` side, which is what Eq. 7 needs; the text of Eq. 9 has the two sides
     swapped, which would estimate :math:`\log p / q` instead. The factor 1/2 is Algorithm 1's
-    :math:`\frac{1}{2m}\sum_m` (App. B, lines 16 and 18).
+    :math:`\frac{1}{2m}\sum_m` (App. B, lines 16 and 18). sVAE's ``d(x, z)`` learns by the same loss.
     """
     return 0.5 * (F.softplus(-q_logits) + F.softplus(p_logits))
+
+
+DIP_TYPES = ("i", "ii")
+
+
+def dip_covariance(mu: Tensor, logvar: Tensor, dip_type: str) -> Tensor:
+    r"""The covariance that DIP-VAE pulls towards the identity (Kumar et al. 2018), ``[D, D]``.
+
+    .. math::
+        \text{type I:}\quad \mathrm{Cov}_{p(x)}\big[\mu(x)\big]
+            = \frac1N \sum_n (\mu_n - \bar\mu)(\mu_n - \bar\mu)^\top, \qquad
+        \text{type II:}\quad \mathrm{Cov}_{q(z)}[z]
+            = \mathrm{Cov}_{p(x)}\big[\mu(x)\big] + \frac1N \sum_n \mathrm{diag}\,\sigma_n^2
+
+    over the ``N`` images of a batch, with :math:`\mu_n` and :math:`\log\sigma_n^2` the posterior
+    ``q(z | x_n)``'s mean and log-variance. Type I reads the covariance of the encoder's means;
+    type II that of the aggregate posterior :math:`q(z) = \frac1N \sum_n q(z \mid x_n)`, by the law
+    of total covariance. Both are the biased (``1 / N``) batch estimates, as in disentanglement_lib.
+    Computed in float32 whatever the inputs' precision.
+    """
+    if dip_type not in DIP_TYPES:
+        raise ValueError(f"dip_type must be one of {DIP_TYPES} (DIP-VAE-I or DIP-VAE-II), got {dip_type!r}")
+    centred = mu.float() - mu.float().mean(0)
+    covariance = centred.T @ centred / len(mu)
+    if dip_type == "ii":
+        covariance = covariance + torch.diag(logvar.float().exp().mean(0))
+    return covariance
+
+
+def dip_regulariser(mu: Tensor, logvar: Tensor, lambda_od: float, lambda_d: float, dip_type: str) -> Tensor:
+    r"""DIP-VAE's regulariser (Kumar et al. 2018), a 0-d tensor for the batch, to minimise beside the
+    negative ELBO.
+
+    .. math::
+        \mathcal R_{DIP} = \lambda_{od} \sum_{i \ne j} C_{ij}^2 + \lambda_d \sum_i (C_{ii} - 1)^2
+
+    with :math:`C` the covariance of :func:`dip_covariance` for ``dip_type`` ``"i"`` (the encoder's
+    means) or ``"ii"`` (the aggregate posterior): the off-diagonal entries are pulled to 0 and the
+    diagonal ones to 1, so that the inferred codes match the factorised prior ``N(0, I)`` in their
+    second moments. A statistic of the whole batch, not one value per image: DIP-VAE's objective
+    is :math:`\mathbb E_n[-\mathrm{ELBO}(x_n)] + \mathcal R_{DIP}`. disentanglement_lib sets
+    :math:`\lambda_d = 10\,\lambda_{od}` for type I and :math:`\lambda_d = \lambda_{od}` for type II.
+    """
+    if not (lambda_od >= 0 and lambda_d >= 0):
+        raise ValueError(f"the DIP weights must be >= 0 (weights of a penalty to minimise), "
+                         f"got lambda_od={lambda_od}, lambda_d={lambda_d}")
+    covariance = dip_covariance(mu, logvar, dip_type)
+    diagonal = torch.diagonal(covariance)
+    off_diagonal = covariance.pow(2).sum() - diagonal.pow(2).sum()
+    return lambda_od * off_diagonal + lambda_d * (diagonal - 1.0).pow(2).sum()

@@ -28,6 +28,12 @@ SMALL = {
     "rbvae": dict(widths=(4, 8), specified_dim=3, unspecified_dim=5),
     "srbvae": dict(widths=(4, 8), discriminator_widths=(4, 8), discriminator_image_features=8,
                    discriminator_code_features=4, discriminator_hidden=8, specified_dim=3, unspecified_dim=5),
+    "ruizvae": dict(widths=(4, 8), latent_dim=5),
+    "betavae": dict(widths=(4, 8), latent_dim=5),
+    "dipvae1": dict(widths=(4, 8), latent_dim=5),
+    "dipvae2": dict(widths=(4, 8), latent_dim=5),
+    "svae": dict(widths=(4, 8), discriminator_widths=(4, 8), discriminator_image_features=8,
+                 discriminator_code_features=4, discriminator_hidden=8, latent_dim=5),
 }
 
 

@@ -21,7 +21,9 @@ likelihood ``p(x | z, e)`` with mean ``G(z, e)`` and a fixed scale. Two Gaussian
 Networks after App. D (Fig. 6), on dislib's pixel convention: the paper's images lie in
 ``[-1, 1]`` with a ``tanh`` output; ours lie in ``[0, 1]`` with a sigmoid output, the same map
 (``tanh(a) = 2 sigmoid(2a) - 1``). An error on ``[-1, 1]`` is twice the error on ``[0, 1]``, so
-the paper's Laplace scale 0.01 is 0.005 here: the same likelihood up to a constant.
+the paper's Laplace scale 0.01 is 0.005 here: the same likelihood up to a constant. The networks,
+likelihood, optimiser and budgets live in :mod:`dislib.models.base` (:class:`RuizConfig`,
+:class:`RuizModel`), which the unsupervised baselines of :mod:`dislib.models.ruiz_baselines` share.
 """
 
 from __future__ import annotations
@@ -33,75 +35,40 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import Budget, Codes, Disentangler, ImageConfig, register
-from dislib.nn import GaussianHead, LatentDiscriminator, PoolingEncoder, UpsamplingGenerator, laplace_sample, reparameterize
-
-PAPER_PIXEL_SCALE = 0.01 / 2
-"""The paper's Laplace scale, 0.01 on ``[-1, 1]`` images, on dislib's ``[0, 1]`` pixels."""
+from dislib.models.base import (
+    RUIZ_LAPTOP_DISCRIMINATORS, Codes, RuizConfig, RuizModel, SymmetricKLConfig, register, ruiz_presets,
+)
+from dislib.nn import reparameterize
 
 
 @dataclass(frozen=True)
-class ReferenceConfig(ImageConfig):
-    """Settings shared by :class:`RbVAE` and :class:`SRbVAE`; the defaults are the paper's (Sec. 5.2, App. D).
+class ReferenceConfig(RuizConfig):
+    """Settings shared by :class:`RbVAE` and :class:`SRbVAE`: the networks, likelihood and optimiser of
+    :class:`dislib.models.base.RuizConfig` (the paper's by default, Sec. 5.2, App. D) and
 
     Parameters
     ----------
     specified_dim, unspecified_dim
         Sizes of ``e`` and ``z`` (paper: 32 and 32).
-    widths
-        Channels of the encoders' stages (paper: 32-64-128-256). The encoder is a 3x3
-        convolution to ``widths[0]``, then, for each width, a 2x2 average pooling and 3x3
-        convolutions ``w -> w -> next w`` (the last stage ``w -> w``), each followed by pixel-wise
-        normalisation and LeakyReLU(0.2); fully connected heads give the mean and log-variance.
-        The generator mirrors it with nearest-neighbour upsampling (Fig. 6).
-    likelihood, pixel_scale
-        ``-log p(x | z, e)`` (:func:`dislib.losses.image_nll`): a Laplace of scale 0.005 on
-        ``[0, 1]`` pixels, the paper's 0.01 on ``[-1, 1]``.
     reconstruction_weight
         Weight of the image reconstruction terms (1: the paper).
     reference_label
         The label of reference images (styled-mnist: 1); every other label marks an unlabelled
         image. Any labelled dataset works: its class ``reference_label`` becomes the reference set.
-    lr, betas, eps
-        Adam for every player (paper: 1e-4, (0.5, 0.99), 1e-8).
     """
 
-    image_channels: int = 3
-    image_size: int = 64
-    num_classes: int = 2
     specified_dim: int = 32
     unspecified_dim: int = 32
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    likelihood: str = "laplace"
-    pixel_scale: float = PAPER_PIXEL_SCALE
     reconstruction_weight: float = 1.0
     reference_label: int = 1
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.99)
-    eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        losses.check_likelihood(self.likelihood, self.pixel_scale)
+        super().__post_init__()
         if self.specified_dim < 1 or self.unspecified_dim < 1:
             raise ValueError(f"code sizes must be positive, got e={self.specified_dim}, z={self.unspecified_dim}")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths must be one or more positive channel counts, got {self.widths}")
-        if self.image_size < 2 ** len(self.widths):
-            raise ValueError(f"{len(self.widths)} poolings need images of at least {2 ** len(self.widths)} pixels, "
-                             f"got {self.image_size}: use fewer widths")
         if not 0 <= self.reference_label < self.num_classes:
             raise ValueError(f"reference_label must be one of the {self.num_classes} labels, "
                              f"got {self.reference_label}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        check_weights(self)
-
-
-def check_weights(config: ReferenceConfig) -> None:
-    """Raise a clear error for a negative loss weight (every field ending in ``_weight``)."""
-    for name, value in vars(config).items():
-        if name.endswith("_weight") and not value >= 0:
-            raise ValueError(f"{name} must be >= 0 (a weight of a term to minimise), got {value}")
 
 
 @dataclass(frozen=True)
@@ -118,52 +85,16 @@ class RbVAEConfig(ReferenceConfig):
 
 
 @dataclass(frozen=True)
-class SRbVAEConfig(ReferenceConfig):
-    """Settings of :class:`SRbVAE`: those of :class:`ReferenceConfig` and
-
-    Parameters
-    ----------
-    discriminator_widths
-        Channels of the image branch of ``d`` and ``d'``: the encoder's stages without
-        normalisation (paper: as the encoder's).
-    discriminator_image_features, discriminator_code_features, discriminator_hidden
-        App. D: the image branch ends in "FC 64 - LeakyReLU", each code in "FC 32 - LeakyReLU",
-        and the concatenation goes through "FC 128 - LeakyReLU" to a linear logit.
-    input_drop
-        App. D: the probability (0.25) with which, in training, each input of the layer after the
-        concatenation, the image features and each code's features, is set to zero for an example
-        (kept inputs are scaled by ``1 / (1 - p)``, as dropout does); see :class:`dislib.nn.InputDrop`.
-    adversarial_weight
-        Weight of Eq. 8 in the encoders' and generator's objective (1: the paper).
-    code_reconstruction_weight
-        Weight of Eq. 10's code reconstructions, ``-log q(z|x) - log q(e|x)`` on generated images
-        (1: the paper; the image reconstructions take ``reconstruction_weight``).
-    """
-
-    discriminator_widths: tuple[int, ...] = (32, 64, 128, 256)
-    discriminator_image_features: int = 64
-    discriminator_code_features: int = 32
-    discriminator_hidden: int = 128
-    input_drop: float = 0.25
-    adversarial_weight: float = 1.0
-    code_reconstruction_weight: float = 1.0
+class SRbVAEConfig(SymmetricKLConfig, ReferenceConfig):
+    """Settings of :class:`SRbVAE`: those of :class:`ReferenceConfig`, and those of the discriminators
+    ``d(x, z, e)`` and ``d'(x, z)`` and of the terms of Eq. 8 and Eq. 10 in
+    :class:`dislib.models.base.SymmetricKLConfig` (the code reconstructions are
+    ``-log q(z|x) - log q(e|x)`` on generated images; the image reconstructions take
+    ``reconstruction_weight``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.input_drop < 1.0:
-            raise ValueError(f"input_drop is a probability in [0, 1), got {self.input_drop}")
-        if not self.discriminator_widths or min(self.discriminator_widths) < 1:
-            raise ValueError(f"discriminator_widths must be one or more positive channel counts, "
-                             f"got {self.discriminator_widths}")
-        stages = len(self.discriminator_widths)
-        if self.image_size < 2**stages:
-            raise ValueError(f"{stages} poolings in the discriminators need images of at least {2**stages} pixels, "
-                             f"got {self.image_size}: use fewer discriminator_widths")
-
-
-LAPTOP = dict(widths=(16, 32, 64, 128))
-"""Ours: the networks of the ``styled-mnist`` preset (32-pixel images), half as wide as the paper's."""
-LAPTOP_DISCRIMINATORS = dict(discriminator_widths=(16, 32, 64, 128))
+        self.check_discriminators()
 
 
 def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
@@ -204,7 +135,7 @@ def srbvae_objective(terms: dict[str, Tensor], config: SRbVAEConfig) -> Tensor:
 
 
 # the models --------------------------------------------------------------------------------
-class ReferenceVAE(Disentangler):
+class ReferenceVAE(RuizModel):
     """What Rb-VAE and sRb-VAE share: ``q(e|x)``, ``q(z|x)``, ``G(z, e)``, ``e_r``, batches, evaluation.
 
     ``encode(x)`` returns ``q(e|x)`` (mean and log-variance) as the specified code and ``q(z|x)``
@@ -213,35 +144,21 @@ class ReferenceVAE(Disentangler):
     """
 
     Config = ReferenceConfig
-    BUDGETS = {
-        "smoke": Budget(steps=20, batch_size=36, eval_every=20, train_size=720, eval_size=200),
-        "full": Budget(steps=3_000, batch_size=36, eval_every=500, eval_size=2_000),
-    }
 
     def __init__(self, config: ReferenceConfig) -> None:
         super().__init__(config)
         c = config
         self.specified_dim = c.specified_dim
         self.unspecified_dim = c.unspecified_dim
-        self.specified_encoder = self._encoder(c, c.specified_dim)
-        self.unspecified_encoder = self._encoder(c, c.unspecified_dim)
-        codes = c.specified_dim + c.unspecified_dim
-        self.decoder = UpsamplingGenerator(codes, c.image_channels, c.image_size, c.widths[::-1])
+        self.specified_encoder = self.make_encoder(c.specified_dim)
+        self.unspecified_encoder = self.make_encoder(c.unspecified_dim)
+        self.decoder = self.make_generator(c.specified_dim + c.unspecified_dim)
         self.reference_code = nn.Parameter(torch.zeros(c.specified_dim))
         self.optimizers["autoencoder"] = self.adam(
             [*self.specified_encoder.parameters(), *self.unspecified_encoder.parameters(),
              *self.decoder.parameters(), self.reference_code]
         )
         self._sets: tuple[Tensor, Tensor, Tensor] | None = None
-
-    @staticmethod
-    def _encoder(c: ReferenceConfig, dim: int) -> nn.Sequential:
-        trunk = PoolingEncoder(c.image_channels, c.image_size, c.widths)
-        return nn.Sequential(trunk, GaussianHead(trunk.out_features, dim))
-
-    def adam(self, params: list[nn.Parameter]) -> torch.optim.Adam:
-        c = self.config
-        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps)
 
     # the shared interface ----------------------------------------------------------------------
     def encode(self, x: Tensor) -> Codes:
@@ -370,10 +287,7 @@ class RbVAE(ReferenceVAE):
 
     name = "rbvae"
     Config = RbVAEConfig
-    PRESETS = {
-        "styled-mnist": RbVAEConfig(image_size=32, **LAPTOP),
-        "styled-mnist-paper": RbVAEConfig(),
-    }
+    PRESETS = ruiz_presets(RbVAEConfig)
 
     def bound_terms(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """The per-image terms of Eq. 3 at one posterior sample: ``reconstruction``, ``kl_e``, ``kl_z``
@@ -410,30 +324,15 @@ class SRbVAE(ReferenceVAE):
 
     name = "srbvae"
     Config = SRbVAEConfig
-    PRESETS = {
-        "styled-mnist": SRbVAEConfig(image_size=32, **LAPTOP, **LAPTOP_DISCRIMINATORS),
-        "styled-mnist-paper": SRbVAEConfig(),
-    }
+    PRESETS = ruiz_presets(SRbVAEConfig, **RUIZ_LAPTOP_DISCRIMINATORS)
 
     def __init__(self, config: SRbVAEConfig) -> None:
         super().__init__(config)
         c = config
-
-        def discriminator(code_dims: tuple[int, ...]) -> LatentDiscriminator:
-            return LatentDiscriminator(
-                c.image_channels, c.image_size, c.discriminator_widths, code_dims, c.discriminator_image_features,
-                c.discriminator_code_features, c.discriminator_hidden, c.input_drop,
-            )
-
-        self.discriminator = discriminator((c.unspecified_dim, c.specified_dim))  # d(x, z, e)
-        self.reference_discriminator = discriminator((c.unspecified_dim,))  # d'(x, z)
+        self.discriminator = self.make_discriminator((c.unspecified_dim, c.specified_dim))  # d(x, z, e)
+        self.reference_discriminator = self.make_discriminator((c.unspecified_dim,))  # d'(x, z)
         self.optimizers["discriminator"] = self.adam(list(self.discriminator.parameters()))
         self.optimizers["reference_discriminator"] = self.adam(list(self.reference_discriminator.parameters()))
-
-    def generate(self, e: Tensor, z: Tensor) -> Tensor:
-        """``x ~ p(x | z, e)``: a Laplace sample around ``G(z, e)``, reparameterised (values may leave
-        ``[0, 1]`` by the noise, scale 0.005: what the discriminators and encoders read in training)."""
-        return laplace_sample(torch.sigmoid(self.decoder_output(e, z)).float(), self.config.pixel_scale)
 
     def autoencoder_terms(self, x: Tensor, x_reference: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Algorithm 1, lines 2-14, with Eq. 10: the encoders' and generator's per-image terms, and the
