@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from dislib import data, quality, settings
-from dislib.evaluate import held_out
+from dislib.evaluate import held_out, regress_codes
 from dislib.data.base import ImageDataset
-from dislib.models import MODELS, Model
+from dislib.models import MODELS, Disentangler, Model
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
 
@@ -51,12 +51,20 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    """Re-evaluate a trained run on its dataset's test split."""
+    """Re-evaluate a trained run on its dataset's test split (the first ``--limit`` images): the loop's
+    held-out metrics; for real-valued factors, the Table 1 row of Ruiz et al. (the mean absolute error of
+    a linear regressor per factor and on average, fitted on the first half, tested on the second, from
+    each code); for a label-conditional generator, the inception score and intra-class diversity."""
     model = load_model(args.run, args.device)
     run = read_run(args.run)
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
     with torch.no_grad():
         metrics = {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
+    if isinstance(model, Disentangler) and test.real_factors:
+        half = len(test) // 2
+        with torch.no_grad():
+            table1 = regress_codes(model, test.subset(slice(0, half)), test.subset(slice(half, 2 * half)))
+        metrics["factor_mae"] = {f"from_{code}": errors for code, errors in table1.items()}
     if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:
         train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
         classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,

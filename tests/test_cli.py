@@ -160,3 +160,23 @@ def test_a_truncated_mnist_file_is_named_with_its_size(tmp_path, monkeypatch, ca
         f.truncate(mnist._SIZES["train-images-idx3-ubyte"])
     with pytest.raises(data.DatasetDamaged, match="cannot read mnist .*not an idx file.*good copies"):
         data.load("mnist", "test")
+
+
+def test_evaluate_gives_the_ruiz_table1_row_for_real_factors(monkeypatch, tmp_path, capsys):
+    def load_styled(split, root):
+        g = torch.Generator().manual_seed(int(split == "test"))
+        images = torch.rand(40, 3, 32, 32, generator=g)
+        factors = torch.stack([images.mean((1, 2, 3)), images[:, 0].mean((1, 2))], 1)  # two real factors
+        return ImageDataset(images, (torch.arange(40) % 2 == 0).long(), 2, "tinyreal", factors=factors,
+                            factor_names=("brightness", "red"))
+
+    monkeypatch.setitem(data._LOADERS, "tinyreal", load_styled)
+    out = tmp_path / "rb"
+    assert cli.main(["train", "rbvae", "--dataset", "tinyreal", "--budget", "smoke", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out)]) == 0
+    row = json.loads(capsys.readouterr().out)["factor_mae"]
+    assert set(row) == {"from_s", "from_z"}
+    for errors in row.values():
+        assert set(errors) == {"brightness", "red", "mean"}
+        assert errors["mean"] == pytest.approx((errors["brightness"] + errors["red"]) / 2)
