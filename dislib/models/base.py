@@ -158,15 +158,20 @@ class Model(nn.Module):
 
     @property
     def generates_classes(self) -> bool:
-        """Whether :meth:`sample_classes` works: the model generates images of a class it is told."""
-        return False
+        """Whether :meth:`sample_classes` works: the model generates images of a class it is told
+        (here: a configuration with ``conditional`` set, the conditional VAE and GAN)."""
+        return bool(getattr(self.config, "conditional", False))
 
     def sample_classes(self, labels: Tensor) -> Tensor:
         """One generated image (or point) per label, of that class: what the inception score, the
         diversity and the sample grids of the Zheng & Sun chapter ask of every label-conditional
-        generator. Models that cannot generate a given class raise a clear error."""
-        raise ValueError(f"{self.name} does not generate images of a given class; use a label-conditional model "
-                         "(cvae, cgan, cvaegan, zheng)")
+        generator. Here ``sample(len(labels), labels)``, the conditional VAE's and GAN's signature
+        (Zheng & Sun's model and cVAE-GAN name their own ``sample(labels)``); models that cannot
+        generate a given class raise a clear error."""
+        if not self.generates_classes:
+            raise ValueError(f"{self.name} does not generate images of a given class; use a label-conditional model "
+                             "(cvae, cgan, cvaegan, zheng)")
+        return self.sample(len(labels), labels)
 
     @staticmethod
     def report(terms: dict[str, Tensor]) -> dict[str, Tensor]:

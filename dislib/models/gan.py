@@ -92,16 +92,6 @@ class GAN(Model):
         """Images from ``z ~ N(0, I)``."""
         return self.generate(torch.randn(n, self.config.latent_dim, device=self.device), labels)
 
-    @property
-    def generates_classes(self) -> bool:
-        return self.config.conditional
-
-    def sample_classes(self, labels: Tensor) -> Tensor:
-        """One image per label, ``z ~ N(0, I)`` (conditional GAN only)."""
-        if not self.generates_classes:
-            return super().sample_classes(labels)
-        return self.sample(len(labels), labels)
-
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
         x = batch["x"]

@@ -108,16 +108,6 @@ class VAE(Disentangler):
         z = torch.randn(n, self.config.latent_dim, device=self.device)
         return self.decode(self._label_code(labels, "sample"), z)
 
-    @property
-    def generates_classes(self) -> bool:
-        return self.config.conditional
-
-    def sample_classes(self, labels: Tensor) -> Tensor:
-        """One image per label, ``z ~ N(0, I)`` (conditional VAE only)."""
-        if not self.generates_classes:
-            return super().sample_classes(labels)
-        return self.sample(len(labels), labels)
-
     def negative_elbo(self, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
         r"""The two terms of the negative ELBO, per image, in nats.
 
