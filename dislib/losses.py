@@ -140,15 +140,19 @@ def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
     return -F.softplus(fake_logits)
 
 
-def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+def hinge_discriminator_loss(real_logits: Tensor, *fake_logits: Tensor) -> Tensor:
     r"""The discriminator's hinge loss (Lim & Ye 2017; Miyato et al. 2018, Eq. 16), to minimise.
 
     .. math::
-        \mathcal L_D = \max(0, 1 - D(x)) + \max(0, 1 + D(G(z)))
+        \mathcal L_D = \max(0, 1 - D(x)) + \sum_k \max(0, 1 + D(G_k))
 
-    with :math:`D` the raw logit. Zheng & Sun's public code trains its pixel discriminator with it.
+    with :math:`D` the raw logit and one term per kind of fake, each counted once: Zheng & Sun's
+    pixel discriminator (Eq. 10, trained with this loss in their public code) and the cVAE-GAN's
+    judge reconstructions and samples, ``hinge_discriminator_loss(real, reconstructed, sampled)``.
     """
-    return F.relu(1.0 - real_logits) + F.relu(1.0 + fake_logits)
+    if not fake_logits:
+        raise ValueError("the hinge loss needs the logits of at least one kind of fake")
+    return F.relu(1.0 - real_logits) + sum(F.relu(1.0 + fake) for fake in fake_logits)
 
 
 def hinge_generator_loss(fake_logits: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models import Zheng, ZhengConfig
 from dislib.models.base import Model
-from dislib.models.zheng import autoencoder_objective, discriminator_objective
+from dislib.models.zheng import autoencoder_objective
 from dislib.nn import CodeClassifier
 from tests.helpers import tiny_images
 
@@ -101,10 +101,12 @@ def test_autoencoder_objective_weights_each_term():
     assert autoencoder_objective(labelled, config, pixels=4).item() == pytest.approx(24.5)
 
 
-def test_discriminator_objective_by_hand():
+def test_discriminator_hinge_on_real_images_and_two_kinds_of_fake_by_hand():
     real, reconstructed, sampled = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5]), torch.tensor([-1.0, 1.0])
     # [max(0, -1) + max(0, -1) + max(0, 0), max(0, 1) + max(0, 1.5) + max(0, 2)] = [0, 4.5]
-    assert discriminator_objective(real, reconstructed, sampled).tolist() == [0.0, 4.5]
+    assert losses.hinge_discriminator_loss(real, reconstructed, sampled).tolist() == [0.0, 4.5]
+    with pytest.raises(ValueError, match="at least one kind of fake"):
+        losses.hinge_discriminator_loss(real)
 
 
 # the model -----------------------------------------------------------------------------------

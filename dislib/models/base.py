@@ -50,6 +50,15 @@ COMPARISON_BUDGETS = {
 """The budgets of Zheng & Sun's model (``Zheng.BUDGETS``), which the baselines it is compared with
 (cVAE, cVAE-GAN, cGAN) share, so that each sees as many images: 2000 steps of 96 images in full."""
 
+COMPARISON_NETWORKS = dict(widths=(16, 32, 64, 128), hidden_width=256, discriminator_widths=(32, 64, 128))
+"""The networks of Zheng & Sun's ``mnist`` and ``fashion-mnist`` presets, which their baselines
+share: the paper's widths halved or less, so that the full budget trains in about 15 minutes on
+one CPU thread."""
+
+TOY_NETWORKS = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), pixel_scale=0.1)
+"""The networks of the three-moons toy (Zheng & Sun, App. B.1), theirs and cVAE-GAN's: MLPs of 32,
+64 and 64 hidden units, and a reconstruction std of 0.1, the noise of the data (ours)."""
+
 
 @dataclass(frozen=True)
 class ImageConfig:

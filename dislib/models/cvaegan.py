@@ -26,17 +26,14 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import LabelledData
-from dislib.models.base import COMPARISON_BUDGETS, Codes, Disentangler, ImageConfig, register
+from dislib.models.base import (
+    COMPARISON_BUDGETS, COMPARISON_NETWORKS, TOY_NETWORKS, Codes, Disentangler, ImageConfig, register,
+)
 from dislib.nn import GaussianHead, ImageDiscriminator, decoder_for, encoder_trunk, reparameterize, trunk_features
 
-LAPTOP = dict(widths=(16, 32, 64, 128), hidden_width=256, discriminator_widths=(32, 64, 128))
-"""The networks of the ``mnist`` and ``fashion-mnist`` presets: those of Zheng & Sun's model in
-the same presets (the paper's halved or less, for 15 minutes of training on two CPU cores)."""
-
-TOY = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), unspecified_dim=2, pixel_scale=0.1)
-"""The toy of App. B.1 (``three-moons``): encoder, decoder and ``D`` are MLPs of 32, 64 and 64
-hidden units, "the same settings of the network" as Zheng & Sun's model (Sec. 4.1); a 2-D ``z``
-and a reconstruction std of 0.1, the choices made for their model."""
+TOY = dict(**TOY_NETWORKS, unspecified_dim=2)
+"""The toy of App. B.1 (``three-moons``): "the same settings of the network" as Zheng & Sun's model
+(Sec. 4.1), and a 2-D ``z`` as theirs."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ class CVAEGAN(Disentangler):
 
     name = "cvaegan"
     Config = CVAEGANConfig
-    PRESETS = {"mnist": CVAEGANConfig(**LAPTOP), "fashion-mnist": CVAEGANConfig(**LAPTOP),
+    PRESETS = {"mnist": CVAEGANConfig(**COMPARISON_NETWORKS), "fashion-mnist": CVAEGANConfig(**COMPARISON_NETWORKS),
                "three-moons": CVAEGANConfig(**TOY)}
     BUDGETS = COMPARISON_BUDGETS  # Zheng & Sun's model's: smoke 30 steps of 32, full 2000 steps of 96
 
@@ -200,12 +197,6 @@ class CVAEGAN(Disentangler):
         kl = c.kl_weight / c.unspecified_dim * terms["kl"].mean()
         return reconstruction + kl + c.generator_weight * (terms["reconstruction_gan"].mean() + terms["sample_gan"].mean())
 
-    @staticmethod
-    def discriminator_hinge(real: Tensor, reconstructed: Tensor, sampled: Tensor) -> Tensor:
-        r"""``D``'s hinge loss per image, each fake counted once:
-        :math:`\max(0, 1 - D(x, y)) + \max(0, 1 + D(G(y, z), y)) + \max(0, 1 + D(G(y, \tilde z), y))`."""
-        return losses.hinge_discriminator_loss(real, reconstructed) + F.relu(1.0 + sampled)
-
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """A VAE-GAN's step (Larsen et al. 2016, Algorithm 1; Bao et al. 2017): the encoder and the
         decoder take one Adam step on their objective, then ``D`` one on the hinge loss.
@@ -226,7 +217,7 @@ class CVAEGAN(Disentangler):
 
         with self.autocast():
             logits = self.discriminator(torch.cat([x, *(fake.detach() for fake in fakes)]), y.repeat(3))
-            discriminator = self.discriminator_hinge(*logits.split(len(x))).mean()
+            discriminator = losses.hinge_discriminator_loss(*logits.split(len(x))).mean()
         self.optimizer_step("discriminator", discriminator)
 
         self.steps_done += 1

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import LabelledData
-from dislib.models.base import COMPARISON_BUDGETS, Codes, Disentangler, ImageConfig, register
+from dislib.models.base import (
+    COMPARISON_BUDGETS, COMPARISON_NETWORKS, TOY_NETWORKS, Codes, Disentangler, ImageConfig, register,
+)
 from dislib.nn import (
     CodeClassifier, GaussianHead, ImageDiscriminator, decoder_for, encoder_trunk, reparameterize, trunk_features,
 )
@@ -35,12 +37,7 @@ INITIAL_RAW_PRECISION = 0.54
 
 CODE_ADVERSARY_INPUTS = ("sample", "mean")
 
-LAPTOP = dict(widths=(16, 32, 64, 128), hidden_width=256, discriminator_widths=(32, 64, 128))
-"""Ours: the networks of the ``mnist`` and ``fashion-mnist`` presets, half as wide as the paper's
-(``mnist-paper``) or less, so that the full budget trains in 15 minutes on two CPU cores."""
-
-TOY = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), adversary_hidden=64, specified_dim=2,
-           unspecified_dim=2, pixel_scale=0.1, lr_drop_factor=1.0)
+TOY = dict(**TOY_NETWORKS, adversary_hidden=64, specified_dim=2, unspecified_dim=2, lr_drop_factor=1.0)
 """The toy of App. B.1 (``three-moons``): encoders, decoder and ``D`` are MLPs of 32, 64 and 64
 hidden units, Adam at a fixed learning rate (paper); two dimensions for each code and a
 reconstruction std of 0.1, the noise of the data (ours: the text gives neither)."""
@@ -189,15 +186,6 @@ def autoencoder_objective(terms: dict[str, Tensor], config: ZhengConfig, pixels:
     return total
 
 
-def discriminator_objective(real: Tensor, reconstructed: Tensor, sampled: Tensor) -> Tensor:
-    r"""``D``'s hinge loss on real images and both kinds of fake (Eq. 10 with the code's hinge), per image.
-
-    .. math::
-        \max(0, 1 - D(x, y)) + \max(0, 1 + D(G(s, z), y)) + \max(0, 1 + D(G(\tilde s, \tilde z), y))
-    """
-    return losses.hinge_discriminator_loss(real, reconstructed) + F.relu(1.0 + sampled)
-
-
 @register
 class Zheng(Disentangler):
     """``E_s(x) = s``, ``E_z(x) = q(z|x)``, ``G(s, z)``, the class mixture, ``C_z(y | z)`` and ``D(x, y)``.
@@ -212,7 +200,8 @@ class Zheng(Disentangler):
     name = "zheng"
     Config = ZhengConfig
     BUDGETS = COMPARISON_BUDGETS
-    PRESETS = {"mnist": ZhengConfig(**LAPTOP), "fashion-mnist": ZhengConfig(**LAPTOP), "lpc-sprites": ZhengConfig(**LAPTOP),
+    PRESETS = {"mnist": ZhengConfig(**COMPARISON_NETWORKS), "fashion-mnist": ZhengConfig(**COMPARISON_NETWORKS),
+               "lpc-sprites": ZhengConfig(**COMPARISON_NETWORKS),
                "mnist-paper": ZhengConfig(), "three-moons": ZhengConfig(**TOY)}
 
     def __init__(self, config: ZhengConfig) -> None:
@@ -418,7 +407,7 @@ class Zheng(Disentangler):
         with self.autocast():
             images = torch.cat([x, made["reconstructed"].detach(), made["sampled"].detach()])
             logits = self.discriminator(images, y.repeat(3))
-            discriminator_loss = discriminator_objective(*logits.split(n)).mean()
+            discriminator_loss = losses.hinge_discriminator_loss(*logits.split(n)).mean()
         self.optimizer_step("discriminator", discriminator_loss)
 
         # the adversarial classifier C_z: cross-entropy of the label read from z (Eq. 4)
