@@ -21,7 +21,7 @@ import torch
 from dislib import data, quality, settings
 from dislib.evaluate import held_out, regress_codes
 from dislib.data.base import ImageDataset
-from dislib.models import MODELS, Disentangler, Model
+from dislib.models import MODELS, Disentangler
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
 
@@ -69,24 +69,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
         classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,
                                                device=model.device, progress=False)
-        metrics |= generation_quality(model, classifier, test, args.per_class)
+        metrics |= quality.generation_quality(model, classifier, test, args.per_class)
     return metrics
-
-
-def generation_quality(model: Model, classifier: torch.nn.Module, test: ImageDataset, per_class: int) -> dict:
-    """Inception score under ``classifier`` and intra-class diversity of ``per_class`` samples of every
-    class (the paper's Tables 4 and 2), beside those of as many real test images; the classifier's accuracy."""
-    labels = torch.arange(test.num_classes, device=model.device).repeat_interleave(per_class)
-    settings.seed_everything(0)
-    with torch.no_grad():
-        samples = model.sample_classes(labels)
-    take = torch.cat([(test.labels == k).nonzero().squeeze(1)[:per_class] for k in range(test.num_classes)])
-    out = {"classifier_test_accuracy": quality.classifier_accuracy(classifier, test), "classifier_classes": test.num_classes}
-    for name, images, classes in (("", samples, labels), ("real_", test.images[take], test.labels[take])):
-        score, spread = quality.classifier_inception_score(classifier, images)
-        out[f"{name}inception_score"], out[f"{name}inception_score_std"] = score, spread
-        out[f"{name}intra_class_diversity"] = quality.intra_class_diversity(images.cpu(), classes.cpu())["diversity"]
-    return out
 
 
 def bench(args: argparse.Namespace) -> dict:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from dislib import settings
 from dislib.data.base import ImageDataset, LabelledData, check_pixels
 from dislib.evaluate import inference
-from dislib.models.base import Disentangler
+from dislib.models.base import Disentangler, Model
 
 MSSSIM_WIN_SIZE = 3
 """Side of MS-SSIM's Gaussian window. With the package's default, 11, ``ms_ssim`` refuses images of
@@ -400,3 +400,21 @@ def masked_error(original: Tensor, inpainted: Tensor, mask: Tensor) -> float:
     if not missing.any():
         raise ValueError("the mask hides no pixel: there is no missing region to measure")
     return float((original - inpainted.to(original.device))[missing].abs().mean())
+
+
+def generation_quality(model: Model, classifier: nn.Module, test: ImageDataset, per_class: int, seed: int = 0
+                       ) -> dict[str, float]:
+    """Inception score under ``classifier`` and intra-class diversity of ``per_class`` samples of every
+    class (Zheng & Sun's Tables 4 and 2), beside those of as many real test images of each class, and the
+    classifier's test accuracy (what ``python -m dislib evaluate`` prints for a label-conditional generator)."""
+    labels = torch.arange(test.num_classes, device=model.device).repeat_interleave(per_class)
+    settings.seed_everything(seed)
+    with torch.no_grad():
+        samples = model.sample_classes(labels)
+    take = torch.cat([(test.labels == k).nonzero().squeeze(1)[:per_class] for k in range(test.num_classes)])
+    out = {"classifier_test_accuracy": classifier_accuracy(classifier, test), "classifier_classes": test.num_classes}
+    for name, images, classes in (("", samples, labels), ("real_", test.images[take], test.labels[take])):
+        score, spread = classifier_inception_score(classifier, images)
+        out[f"{name}inception_score"], out[f"{name}inception_score_std"] = score, spread
+        out[f"{name}intra_class_diversity"] = intra_class_diversity(images.cpu(), classes.cpu())["diversity"]
+    return out
