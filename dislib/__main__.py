@@ -3,6 +3,7 @@
 Examples
 --------
 ``python -m dislib train vae --dataset mnist --budget full --out runs/vae-mnist``
+``python -m dislib train betavae --dataset styled-mnist --set beta=10 --out runs/betavae-10``
 ``python -m dislib evaluate runs/vae-mnist``
 ``python -m dislib bench``
 """
@@ -10,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,18 +34,29 @@ def train(args: argparse.Namespace) -> dict:
     train_data = data.load(args.dataset, "train", **options)
     test_data = data.load(args.dataset, "test", **options)
     settings.seed_everything(args.seed)
-    model = model_cls.for_dataset(train_data, args.preset)
+    model = model_cls.for_dataset(train_data, args.preset, **_settings(model_cls, args.set))
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
         resume=not args.restart, data_options=options)
     return json.loads((out / METRICS).read_text())
 
 
-def _option(text: str) -> tuple[str, object]:
+def _settings(model_cls: type, texts: list[str]) -> dict[str, object]:
+    """``["beta=10"]`` -> ``{"beta": 10}``: model settings for ``for_dataset``, each a field of the
+    model's configuration."""
+    fields = {f.name for f in dataclasses.fields(model_cls.Config)}
+    chosen = dict(_option(t, "model settings", "beta=10") for t in texts)
+    unknown = sorted(set(chosen) - fields)
+    if unknown:
+        raise ValueError(f"{model_cls.name} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(fields))}")
+    return chosen
+
+
+def _option(text: str, what: str = "dataset options", example: str = "size=32") -> tuple[str, object]:
     """``"size=32"`` -> ``("size", 32)``: a dataset option, its value read as JSON when it parses."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"dataset options look like KEY=VALUE (e.g. size=32), got {text!r}")
+        raise ValueError(f"{what} look like KEY=VALUE (e.g. {example}), got {text!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -116,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option passed to dislib.data.load, e.g. --option size=32 (repeatable)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model setting, a field of the model's configuration, e.g. --set beta=10 (repeatable)")
     t.add_argument("--preset", default=None, help="named configuration (default: the dataset's own)")
     t.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET)")
     t.add_argument("--seed", type=int, default=0)

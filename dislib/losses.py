@@ -73,7 +73,7 @@ def laplace_nll(mean: Tensor, target: Tensor, scale: float) -> Tensor:
     return _per_sample((target - mean).abs() / scale + math.log(2.0 * scale))
 
 
-LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
+LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "laplace-linear")
 
 
 def check_likelihood(likelihood: str, scale: float) -> None:
@@ -91,19 +91,39 @@ def image_nll(output: Tensor, target: Tensor, likelihood: str, scale: float = 0.
         -\log p(x \mid \ell) = \begin{cases}
         \text{Bernoulli with logits } \ell & \texttt{"bernoulli"} \\
         \text{Gaussian, mean } \sigma(\ell), \text{ std } \texttt{scale} & \texttt{"gaussian"} \\
-        \text{Laplace, location } \sigma(\ell), \text{ scale } \texttt{scale} & \texttt{"laplace"}
+        \text{Laplace, location } \sigma(\ell), \text{ scale } \texttt{scale} & \texttt{"laplace"} \\
+        \text{Laplace, location } \ell, \text{ scale } \texttt{scale} & \texttt{"laplace-linear"}
         \end{cases}
 
-    Every decoder of dislib outputs pre-activations and every image lies in ``[0, 1]``, so the
-    mean image is :math:`\sigma(\ell)` whatever the likelihood (a ``tanh`` output on ``[-1, 1]``
-    is the same map: :math:`\tanh(a) = 2\sigma(2a) - 1`). See :func:`bernoulli_nll`,
-    :func:`gaussian_nll` and :func:`laplace_nll` for each equation.
+    Every image lies in ``[0, 1]``; the location is :func:`location` (a ``tanh`` output on
+    ``[-1, 1]`` is the sigmoid's map: :math:`\tanh(a) = 2\sigma(2a) - 1`). See
+    :func:`bernoulli_nll`, :func:`gaussian_nll` and :func:`laplace_nll` for each equation.
     """
     check_likelihood(likelihood, scale)
     if likelihood == "bernoulli":
         return bernoulli_nll(output, target)
-    mean = torch.sigmoid(output)
+    mean = location(output, likelihood)
     return gaussian_nll(mean, target, scale) if likelihood == "gaussian" else laplace_nll(mean, target, scale)
+
+
+def location(output: Tensor, likelihood: str) -> Tensor:
+    r"""The mean (Laplace: the location) of ``p(x | output)``: :math:`\sigma(\ell)`, except for
+    ``"laplace-linear"``, whose location is the pre-activation :math:`\ell` itself.
+
+    Why a linear location: the gradient of :math:`|x - m| / b` is :math:`\pm 1/b` however small the
+    error, so a black pixel (``x = 0``) pushes a squashed location :math:`\sigma(\ell) > 0` down
+    at a constant rate for ever; the pre-activations of the background run off to
+    :math:`-\infty`, the output saturates and carries no gradient. On sparse images (edge maps)
+    the generator then draws black images whatever its codes (Ruiz et al.'s chapter shows the run).
+    A linear location stops at the data: a pixel on either side of ``x`` is pushed back to it.
+    """
+    return output if likelihood == "laplace-linear" else torch.sigmoid(output)
+
+
+def mean_image(output: Tensor, likelihood: str) -> Tensor:
+    """The image a decoder shows for its pre-activation ``output``: :func:`location`, in ``[0, 1]``."""
+    mean = location(output, likelihood)
+    return mean.clamp(0.0, 1.0) if likelihood == "laplace-linear" else mean
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

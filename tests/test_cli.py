@@ -180,3 +180,15 @@ def test_evaluate_gives_the_ruiz_table1_row_for_real_factors(monkeypatch, tmp_pa
     for errors in row.values():
         assert set(errors) == {"brightness", "red", "mean"}
         assert errors["mean"] == pytest.approx((errors["brightness"] + errors["red"]) / 2)
+
+
+def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--set", "beta=2.5", "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["beta"] == 2.5
+    capsys.readouterr()
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--set", "bta=2", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "vae has no setting bta" in err and "beta" in err
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--set", "beta", "--out", str(tmp_path / "other")]) == 2
+    assert "model settings look like KEY=VALUE (e.g. beta=10)" in capsys.readouterr().err

@@ -93,3 +93,22 @@ def test_class_mmd_sees_a_label_hidden_in_a_direction_of_small_scale():
     losses.class_mmd(leaky, labels).backward()
     assert torch.isfinite(leaky.grad).all()
     assert losses.class_mmd(codes[:3], torch.tensor([0, 1, 2])).item() == 0.0
+
+
+def test_laplace_linear_puts_the_location_at_the_output_and_shows_it_clipped():
+    output, target = torch.tensor([[-0.2, 0.5, 1.3]]), torch.tensor([[0.0, 0.5, 1.0]])
+    expected = ((target - output).abs() / 0.1 + math.log(0.2)).sum(1)
+    assert torch.allclose(losses.image_nll(output, target, "laplace-linear", 0.1), expected)
+    assert losses.mean_image(output, "laplace-linear").tolist() == [[0.0, 0.5, 1.0]]
+    assert torch.allclose(losses.mean_image(output, "laplace"), torch.sigmoid(output))
+
+
+def test_a_black_pixel_pushes_a_sigmoid_location_down_for_ever_but_a_linear_one_back_to_zero():
+    """Why Ruiz et al.'s models use ``laplace-linear``: the L1 gradient never shrinks with the error."""
+    logits = torch.tensor([-8.0, -0.05, 0.05], requires_grad=True)
+    target = torch.zeros(3)
+    losses.image_nll(logits[None], target[None], "laplace", 0.005).sum().backward()
+    assert (logits.grad > 0).all()  # even at sigmoid(-8) = 0.0003 the background is pushed further down
+    logits.grad = None
+    losses.image_nll(logits[None], target[None], "laplace-linear", 0.005).sum().backward()
+    assert logits.grad.tolist() == [-200.0, -200.0, 200.0]  # below the data: up; above: down

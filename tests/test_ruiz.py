@@ -197,7 +197,7 @@ def test_the_paper_preset_and_the_laptop_preset():
         sizes = (paper.specified_dim, paper.unspecified_dim, paper.image_size, paper.widths)
         assert sizes == (32, 32, 64, (32, 64, 128, 256))
         optimiser_and_likelihood = (paper.lr, paper.betas, paper.eps, paper.pixel_scale, paper.likelihood)
-        assert optimiser_and_likelihood == (1e-4, (0.5, 0.99), 1e-8, 0.005, "laplace")
+        assert optimiser_and_likelihood == (1e-4, (0.5, 0.99), 1e-8, 0.005, "laplace-linear")  # ours: a linear location (losses.location)
         assert cls.budget("full").batch_size == 36
         laptop = cls.for_dataset(data)  # the dataset's own preset
         assert laptop.config.widths == (16, 32, 64, 128) and laptop.config.image_size == 32

@@ -301,7 +301,7 @@ class Disentangler(Model):
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         """Images in ``[0, 1]`` from a specified and an unspecified code (points: the decoder's output)."""
         output = self.decoder_output(specified, unspecified)
-        return output if reads_points(self.config) else torch.sigmoid(output)
+        return output if reads_points(self.config) else losses.mean_image(output, getattr(self.config, "likelihood", ""))
 
     def reconstruction_nll(self, output: Tensor, x: Tensor) -> Tensor:
         """``-log p(x | codes)`` per input for the decoder's pre-activation ``output``: the
@@ -356,7 +356,10 @@ class RuizConfig(ImageConfig):
         The generator mirrors it with nearest-neighbour upsampling (Fig. 6).
     likelihood, pixel_scale
         ``-log p(x | codes)`` (:func:`dislib.losses.image_nll`): a Laplace of scale 0.005 on
-        ``[0, 1]`` pixels, the paper's 0.01 on ``[-1, 1]``.
+        ``[0, 1]`` pixels, the paper's 0.01 on ``[-1, 1]``. Its location is the generator's linear
+        output (``"laplace-linear"``, ours): the paper's ``tanh`` (``"laplace"``, our sigmoid)
+        saturates under the L1 loss and the generator draws black images (see
+        :func:`dislib.losses.location`).
     lr, betas, eps
         Adam for every player (paper: 1e-4, (0.5, 0.99), 1e-8).
     """
@@ -365,7 +368,7 @@ class RuizConfig(ImageConfig):
     image_size: int = 64
     num_classes: int = 2
     widths: tuple[int, ...] = (32, 64, 128, 256)
-    likelihood: str = "laplace"
+    likelihood: str = "laplace-linear"
     pixel_scale: float = RUIZ_PIXEL_SCALE
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.99)
@@ -482,5 +485,6 @@ class RuizModel(Disentangler):
     def generate(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         """``x ~ p(x | codes)``: a Laplace sample around the decoded mean image, reparameterised (values
         may leave ``[0, 1]`` by the noise, scale 0.005: what discriminators and encoders read in training)."""
-        mean = torch.sigmoid(self.decoder_output(specified, unspecified)).float()
-        return laplace_sample(mean, self.config.pixel_scale)
+        c = self.config
+        mean = losses.location(self.decoder_output(specified, unspecified), c.likelihood).float()
+        return laplace_sample(mean, c.pixel_scale)
