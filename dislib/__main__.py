@@ -41,15 +41,36 @@ def train(args: argparse.Namespace) -> dict:
     return json.loads((out / METRICS).read_text())
 
 
+DATA_SHAPE = ("image_channels", "image_size", "num_classes", "point_dim")
+"""Settings every model takes from its dataset, never from ``--set``."""
+
+
 def _settings(model_cls: type, texts: list[str]) -> dict[str, object]:
-    """``["beta=10"]`` -> ``{"beta": 10}``: model settings for ``for_dataset``, each a field of the
-    model's configuration."""
-    fields = {f.name for f in dataclasses.fields(model_cls.Config)}
+    """``["beta=10"]`` -> ``{"beta": 10.0}``: model settings for ``for_dataset``, each a field of the
+    model's configuration, its value of the field's type (a JSON list for a tuple)."""
+    defaults = model_cls.Config()
+    fields = {f.name for f in dataclasses.fields(defaults)} - set(DATA_SHAPE)
     chosen = dict(_option(t, "model settings", "beta=10") for t in texts)
-    unknown = sorted(set(chosen) - fields)
-    if unknown:
-        raise ValueError(f"{model_cls.name} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(fields))}")
+    for key in sorted(chosen):
+        if key in DATA_SHAPE:
+            raise ValueError(f"{key} comes from the dataset, not from --set; choose the data instead "
+                             "(e.g. --option size=64 for styled-mnist)")
+        if key not in fields:
+            raise ValueError(f"{model_cls.name} has no setting {key}; its settings: {', '.join(sorted(fields))}")
+        chosen[key] = _typed(key, chosen[key], getattr(defaults, key))
     return chosen
+
+
+def _typed(key: str, value: object, default: object) -> object:
+    """``value`` as the type of ``default`` (int -> float, list -> tuple), or a ValueError naming both."""
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        example = json.dumps(list(default) if isinstance(default, tuple) else default)
+        raise ValueError(f"setting {key} takes a {type(default).__name__} like {key}={example}, got {value!r}")
+    return value
 
 
 def _option(text: str, what: str = "dataset options", example: str = "size=32") -> tuple[str, object]:

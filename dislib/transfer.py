@@ -111,9 +111,9 @@ def transfer_scores(
     For each quantity ``q`` of :func:`pixel_style`: ``q_to_style`` and ``q_to_content``, the mean
     absolute difference between the transferred image and B, and A; ``q_follows_style``, the
     fraction of pairs in which the transferred image is closer to B than to A (0.5: no better than
-    a coin; 1: always B's). ``digit_kept``: the fraction of transferred images that ``classifier``
-    reads as A's digit (``content_digits``); ``digit_reconstructed`` the same for the
-    reconstructions of A, its ceiling.
+    a coin; 1: always B's). ``digit_accuracy``: the fraction of transferred images that
+    ``classifier`` reads as A's digit (``content_digits``); ``reconstruction_digit_accuracy`` the
+    same for the reconstructions of A, its ceiling.
     """
     if len(content_digits) != len(content):
         raise ValueError(f"content_digits has {len(content_digits)} labels for {len(content)} content images")
@@ -129,6 +129,6 @@ def transfer_scores(
         scores[f"{q}_to_content"] = float(to_content[q].mean())
         scores[f"{q}_follows_style"] = float((to_style[q] < to_content[q]).float().mean())
     digits = content_digits.cpu()
-    for name, images in (("digit_kept", moved), ("digit_reconstructed", rebuilt)):
+    for name, images in (("digit_accuracy", moved), ("reconstruction_digit_accuracy", rebuilt)):
         scores[name] = float((classifier_probabilities(classifier, images, batch_size).argmax(1) == digits).float().mean())
     return scores

@@ -192,3 +192,13 @@ def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_datase
     assert "vae has no setting bta" in err and "beta" in err
     assert cli.main(["train", "vae", "--dataset", "tiny", "--set", "beta", "--out", str(tmp_path / "other")]) == 2
     assert "model settings look like KEY=VALUE (e.g. beta=10)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("widths=abc", "setting widths takes a tuple like widths=["),
+    ("image_size=64", "image_size comes from the dataset, not from --set"),
+    ("beta=true", "setting beta takes a float like beta=1.0, got True"),
+])
+def test_model_settings_of_the_wrong_kind_are_named(tiny_dataset, tmp_path, capsys, setting, message):
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--set", setting, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err

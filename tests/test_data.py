@@ -232,3 +232,12 @@ def test_image_dataset_validation():
         ImageDataset(images, labels, 2, "toy")
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         ImageDataset(images[:, 0], labels, 3, "toy")
+
+
+def test_check_pixels_names_nan_values():
+    from dislib.data.base import check_pixels
+
+    images = torch.rand(2, 1, 4, 4)
+    images[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="got NaN values"):
+        check_pixels("decoded images", images)

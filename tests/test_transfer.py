@@ -79,7 +79,7 @@ def test_an_exact_split_transfers_the_colour_and_keeps_the_digit():
     assert scores["colour_to_style"] == pytest.approx(0.0, abs=1e-6)
     assert scores["colour_follows_style"] == 1.0
     assert scores["extent_to_content"] == 0.0 and scores["extent_follows_style"] == 0.0  # the shape stays A's
-    assert scores["digit_kept"] == scores["digit_reconstructed"] == 1.0
+    assert scores["digit_accuracy"] == scores["reconstruction_digit_accuracy"] == 1.0
 
 
 def test_transfer_refuses_unpaired_inputs():

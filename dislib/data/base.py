@@ -35,6 +35,9 @@ def check_pixels(what: str, images: Tensor) -> None:
         raise ValueError(f"{what}: images must be float32 in [0, 1], got {images.dtype}; convert them with {fix}")
     if images.numel():
         low, high = images.aminmax()
+        if low.isnan() or high.isnan():
+            raise ValueError(f"{what}: pixels must lie in [0, 1], got NaN values; find where they came from "
+                             "(a diverged model's output, a division by zero in preprocessing)")
         if low < 0 or high > 1:
             fix = "divide 0-255 images by 255" if high > 1.5 else "map [-1, 1] images with (x + 1) / 2"
             raise ValueError(f"{what}: pixels must lie in [0, 1], got [{float(low):.4g}, {float(high):.4g}]; {fix}")
