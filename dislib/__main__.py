@@ -98,7 +98,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         half = len(test) // 2
         with torch.no_grad():
             table1 = regress_codes(model, test.subset(slice(0, half)), test.subset(slice(half, 2 * half)))
-        metrics["factor_mae"] = {f"from_{code}": errors for code, errors in table1.items()}
+        letter = {"s": model.specified_symbol, "z": "z"}
+        metrics["factor_mae"] = {f"from_{letter[code]}": errors for code, errors in table1.items()}
     if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:
         train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
         classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,

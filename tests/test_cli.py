@@ -176,7 +176,7 @@ def test_evaluate_gives_the_ruiz_table1_row_for_real_factors(monkeypatch, tmp_pa
     capsys.readouterr()
     assert cli.main(["evaluate", str(out)]) == 0
     row = json.loads(capsys.readouterr().out)["factor_mae"]
-    assert set(row) == {"from_s", "from_z"}
+    assert set(row) == {"from_e", "from_z"}  # Ruiz et al.'s letters
     for errors in row.values():
         assert set(errors) == {"brightness", "red", "mean"}
         assert errors["mean"] == pytest.approx((errors["brightness"] + errors["red"]) / 2)

@@ -279,6 +279,8 @@ class Disentangler(Model):
 
     specified_dim: int
     unspecified_dim: int
+    specified_symbol: ClassVar[str] = "s"
+    """The paper's letter for the specified code (Ruiz et al.: ``e``), for reports."""
 
     @property
     def label_is_code(self) -> bool:

@@ -144,6 +144,7 @@ class ReferenceVAE(RuizModel):
     """
 
     Config = ReferenceConfig
+    specified_symbol = "e"
 
     def __init__(self, config: ReferenceConfig) -> None:
         super().__init__(config)
