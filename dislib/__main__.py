@@ -14,13 +14,13 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 from dislib import data, quality, settings
+from dislib.bench import bench_model
 from dislib.evaluate import held_out, regress_codes
 from dislib.data.base import ImageDataset
 from dislib.models import MODELS, Disentangler
@@ -109,37 +109,34 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def bench(args: argparse.Namespace) -> dict:
-    """Training throughput (images per second through ``train_step``) of every model.
+    """Training throughput (images per second through ``train_step``) and peak memory of every model
+    (:func:`dislib.bench.bench_model`).
 
-    Each model is built with its MNIST preset (the configuration of the book's MNIST runs), or its
-    default configuration when it has none, and fed random 28x28 images; a triplet model counts
-    its anchor images. Each row names the preset used (``"default"``: none).
+    Each model is built with the preset of its book chapter's data and fed random images of that
+    shape: its ``mnist`` preset on 28x28 grey images, else its ``styled-mnist`` preset on 32x32 RGB
+    images of two sets (Ruiz et al.'s models), else its default configuration on 28x28 images.
+    Each row names the preset used (``"default"``: none).
     """
     dev = settings.device(args.device)
     settings.seed_everything(0)
     n = 20 * args.batch_size
-    synthetic = ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "mnist").to(dev)
+    synthetic = {
+        "mnist": ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "mnist").to(dev),
+        "styled-mnist": ImageDataset(torch.rand(n, 3, 32, 32), torch.arange(n) % 2, 2, "styled-mnist").to(dev),
+    }
     results = {}
     for name, model_cls in sorted(MODELS.items()):
-        preset = synthetic.name if synthetic.name in model_cls.PRESETS else None
-        model = model_cls.for_dataset(synthetic, preset).to(dev).train()
-        model.autocast_dtype = torch.bfloat16 if dev.type == "cuda" else None
-        generator = torch.Generator().manual_seed(0)
-        times = []
-        for step in range(args.warmup + args.steps):
-            indices = torch.randperm(n, generator=generator)[: args.batch_size].to(dev)
-            batch = model.make_batch(synthetic, indices, generator)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model.train_step(batch)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                times.append(time.perf_counter() - start)
-        results[name] = {"images_per_second": round(args.batch_size * len(times) / sum(times), 1),
-                         "batch_size": args.batch_size, "preset": preset or "default"}
-    return {"device": str(dev), "threads": torch.get_num_threads(), "models": results}
+        preset = next((p for p in synthetic if p in model_cls.PRESETS), None)
+        images = synthetic[preset or "mnist"]
+        row = bench_model(model_cls.for_dataset(images, preset), images, dev, args.steps, args.warmup, args.batch_size)
+        results[name] = {**row, "preset": preset or "default"}
+    return {"device": _device_name(dev), "threads": torch.get_num_threads(), "dtype": "bfloat16 autocast"
+            if dev.type == "cuda" else "float32", "models": results}
+
+
+def _device_name(device: torch.device) -> str:
+    """``"cpu"``, or ``"cuda:0 (NVIDIA H100 ...)"``."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -170,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--classifier-steps", type=int, default=1_500,
                    help="training steps of the scoring classifier (trained once, cached in the run directory)")
     e.set_defaults(handler=evaluate)
-    b = sub.add_parser("bench", help="print each model's training throughput as JSON")
+    b = sub.add_parser("bench", help="print each model's training throughput and peak memory as JSON")
     b.add_argument("--steps", type=int, default=10)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--batch-size", type=int, default=64)

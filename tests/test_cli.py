@@ -39,10 +39,15 @@ def test_bench_reports_every_model(capsys):
     result = json.loads(capsys.readouterr().out)
     assert {"vae", "gan", "cvae", "cgan", "cvaegan"} <= set(result["models"])
     assert all(m["images_per_second"] > 0 for m in result["models"].values())
-    # each row names the preset it was built with: "mnist" where the model has one, "default" where not
+    assert result["device"] == "cpu" and result["threads"] >= 1 and result["dtype"] == "float32"
+    peaks = [m["peak_memory_mb"] for m in result["models"].values()]
+    assert all(p is None or p > 10 for p in peaks)  # MiB of the whole process: at least the interpreter
+    # each row names the preset it was built with: "mnist" where the model has one, else "styled-mnist"
+    # (Ruiz et al.'s models), else "default"
     assert {name: m["preset"] for name, m in result["models"].items()} == {
-        name: "mnist" if "mnist" in cls.PRESETS else "default" for name, cls in MODELS.items()
+        name: next((p for p in ("mnist", "styled-mnist") if p in cls.PRESETS), "default") for name, cls in MODELS.items()
     }
+    assert result["models"]["srbvae"]["preset"] == "styled-mnist"
     assert result["models"]["cvaegan"]["preset"] == "mnist"
 
 

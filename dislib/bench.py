@@ -1,0 +1,93 @@
+"""What each model costs: images per second through ``train_step``, and peak memory.
+
+:func:`bench_model` times a model's training step on random images; :func:`peak_memory` measures
+the most memory the steps held:
+
+* on CUDA, the peak of the memory PyTorch allocated on the device (``torch.cuda.max_memory_allocated``,
+  reset before each model);
+* on the CPU, the peak resident memory of the whole process (``VmHWM`` of ``/proc/self/status``,
+  reset before each model by writing ``5`` to ``/proc/self/clear_refs``; Linux only): the model,
+  its optimizer states and activations, but also the data, the interpreter and the libraries,
+  which every model pays alike. ``None`` where the system cannot say.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from dislib.data.base import ImageDataset
+from dislib.models.base import Model
+
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float | str | None]]:
+    """Measure the peak memory of the code inside the block; the yielded dict gets
+    ``peak_memory_mb`` (MiB, or ``None``) and ``memory`` (what was measured) when the block ends."""
+    result: dict[str, float | str | None] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result |= {"peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+                   "memory": "CUDA memory allocated by PyTorch"}
+        return
+    reset = _reset_resident_peak()
+    yield result
+    peak = _resident_peak_kib() if reset else None
+    result |= {"peak_memory_mb": None if peak is None else round(peak / 1024, 1),
+               "memory": "resident memory of the whole process" if peak is not None else "not measurable here"}
+
+
+def _reset_resident_peak() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return _resident_peak_kib() is not None
+
+
+def _resident_peak_kib() -> int | None:
+    try:
+        found = re.search(r"VmHWM:\s+(\d+)\s+kB", _STATUS.read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
+def bench_model(
+    model: Model, data: ImageDataset, device: torch.device, steps: int, warmup: int, batch_size: int, seed: int = 0
+) -> dict[str, float | int | str | None]:
+    """Train ``model`` for ``warmup + steps`` steps on batches of ``data`` (on ``device``, bf16 autocast on
+    CUDA) and return ``images_per_second`` over the timed steps, ``peak_memory_mb`` and ``memory``
+    (see :func:`peak_memory`) over all of them, and the ``batch_size``.
+
+    A triplet model counts its anchor images, a reference-based model both halves of its batch.
+    """
+    if steps < 1 or warmup < 0 or batch_size < 2:
+        raise ValueError(f"bench needs steps >= 1, warmup >= 0 and batch_size >= 2, got {steps}, {warmup}, {batch_size}")
+    model = model.to(device).train()
+    model.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    generator = torch.Generator().manual_seed(seed)
+    times = []
+    with peak_memory(device) as memory:
+        for step in range(warmup + steps):
+            indices = torch.randperm(len(data), generator=generator)[:batch_size].to(device)
+            batch = model.make_batch(data, indices, generator)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model.train_step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+    return {"images_per_second": round(batch_size * len(times) / sum(times), 1), "batch_size": batch_size, **memory}
