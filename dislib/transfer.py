@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dislib.data.base import check_pixels
-from dislib.evaluate import inference
+from dislib.evaluate import encode_dataset, inference
 from dislib.models.base import Disentangler
 from dislib.quality import classifier_probabilities
 
@@ -83,19 +83,27 @@ def style_distance(first: dict[str, Tensor], second: dict[str, Tensor]) -> dict[
     return {k: (first[k] - second[k]).abs().reshape(len(first[k]), -1).mean(1) for k in STYLE_QUANTITIES}
 
 
-@torch.no_grad()
 def transfer(model: Disentangler, content: Tensor, style: Tensor, batch_size: int = 500) -> Tensor:
     """``G(z_A, e_B)``: each image of ``content`` (A, its unspecified code's mean) decoded with the
-    specified code's mean of the image of ``style`` (B) in the same row."""
+    specified code's mean of the image of ``style`` (B) in the same row; images on the CPU."""
+    _check_pairs(content, style)
+    return _decode(model, encode_dataset(model, style, batch_size).specified,
+                   encode_dataset(model, content, batch_size).unspecified, batch_size)
+
+
+def _check_pairs(content: Tensor, style: Tensor) -> None:
+    """Raise a clear error unless the content and style images pair up row by row."""
     if content.shape != style.shape:
         raise ValueError(f"transfer pairs content and style images row by row; got shapes "
                          f"{tuple(content.shape)} and {tuple(style.shape)}")
-    parts = []
+
+
+def _decode(model: Disentangler, specified: Tensor, unspecified: Tensor, batch_size: int) -> Tensor:
+    """``model.decode`` row by row in batches, on the model's device; images on the CPU."""
     with inference(model):
-        for i in range(0, len(content), batch_size):
-            a, b = model.encode(content[i : i + batch_size]), model.encode(style[i : i + batch_size])
-            parts.append(model.decode(b.specified, a.unspecified))
-    return torch.cat(parts)
+        return torch.cat([model.decode(specified[i : i + batch_size].to(model.device),
+                                       unspecified[i : i + batch_size].to(model.device)).float().cpu()
+                          for i in range(0, len(specified), batch_size)])
 
 
 def transfer_scores(
@@ -117,8 +125,11 @@ def transfer_scores(
     """
     if len(content_digits) != len(content):
         raise ValueError(f"content_digits has {len(content_digits)} labels for {len(content)} content images")
-    moved = transfer(model, content, style, batch_size)
-    rebuilt = transfer(model, content, content, batch_size)
+    _check_pairs(content, style)
+    codes_a, codes_b = encode_dataset(model, content, batch_size), encode_dataset(model, style, batch_size)
+    moved = _decode(model, codes_b.specified, codes_a.unspecified, batch_size)
+    rebuilt = _decode(model, codes_a.specified, codes_a.unspecified, batch_size)
+    content, style = content.cpu(), style.cpu()
     measured = {name: pixel_style(images) for name, images in
                 (("moved", moved), ("content", content), ("style", style))}
     to_style = style_distance(measured["moved"], measured["style"])
