@@ -78,6 +78,17 @@ def encode_dataset(
     return Codes(*(None if part[0] is None else torch.cat(part) for part in zip(*parts)))  # fields in Codes' order
 
 
+def decode_codes(model: Disentangler, specified: Tensor | None, unspecified: Tensor, batch_size: int = 256) -> Tensor:
+    """``model.decode`` of code pairs row by row in batches (eval mode, no gradients), on the model's
+    device; images back on the CPU. The counterpart of :func:`encode_dataset`."""
+    device, out = model.device, []
+    with inference(model):
+        for i in range(0, unspecified.shape[0], batch_size):
+            s = None if specified is None else specified[i : i + batch_size].to(device)
+            out.append(model.decode(s, unspecified[i : i + batch_size].to(device)).float().cpu())
+    return torch.cat(out)
+
+
 def probe(
     train_features: Tensor,
     train_targets: Tensor,

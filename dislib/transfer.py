@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dislib.data.base import check_pixels
-from dislib.evaluate import encode_dataset, inference
+from dislib.evaluate import decode_codes, encode_dataset
 from dislib.models.base import Disentangler
 from dislib.quality import classifier_probabilities
 
@@ -87,7 +87,7 @@ def transfer(model: Disentangler, content: Tensor, style: Tensor, batch_size: in
     """``G(z_A, e_B)``: each image of ``content`` (A, its unspecified code's mean) decoded with the
     specified code's mean of the image of ``style`` (B) in the same row; images on the CPU."""
     _check_pairs(content, style)
-    return _decode(model, encode_dataset(model, style, batch_size).specified,
+    return decode_codes(model, encode_dataset(model, style, batch_size).specified,
                    encode_dataset(model, content, batch_size).unspecified, batch_size)
 
 
@@ -96,14 +96,6 @@ def _check_pairs(content: Tensor, style: Tensor) -> None:
     if content.shape != style.shape:
         raise ValueError(f"transfer pairs content and style images row by row; got shapes "
                          f"{tuple(content.shape)} and {tuple(style.shape)}")
-
-
-def _decode(model: Disentangler, specified: Tensor, unspecified: Tensor, batch_size: int) -> Tensor:
-    """``model.decode`` row by row in batches, on the model's device; images on the CPU."""
-    with inference(model):
-        return torch.cat([model.decode(specified[i : i + batch_size].to(model.device),
-                                       unspecified[i : i + batch_size].to(model.device)).float().cpu()
-                          for i in range(0, len(specified), batch_size)])
 
 
 def transfer_scores(
@@ -127,8 +119,8 @@ def transfer_scores(
         raise ValueError(f"content_digits has {len(content_digits)} labels for {len(content)} content images")
     _check_pairs(content, style)
     codes_a, codes_b = encode_dataset(model, content, batch_size), encode_dataset(model, style, batch_size)
-    moved = _decode(model, codes_b.specified, codes_a.unspecified, batch_size)
-    rebuilt = _decode(model, codes_a.specified, codes_a.unspecified, batch_size)
+    moved = decode_codes(model, codes_b.specified, codes_a.unspecified, batch_size)
+    rebuilt = decode_codes(model, codes_a.specified, codes_a.unspecified, batch_size)
     content, style = content.cpu(), style.cpu()
     measured = {name: pixel_style(images) for name, images in
                 (("moved", moved), ("content", content), ("style", style))}

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from dislib.evaluate import encode_dataset, inference
+from dislib.evaluate import decode_codes, encode_dataset
 from dislib.models.base import Codes, Disentangler
 from dislib.train import History
 
@@ -92,16 +92,6 @@ def _imshow(ax: Any, image: np.ndarray, **kwargs: Any) -> None:
 
 
 # model calls ---------------------------------------------------------------------------------
-def _decode(model: Disentangler, specified: Tensor | None, unspecified: Tensor, batch_size: int = 256) -> Tensor:
-    """``model.decode`` in batches on the model's device; images back on the CPU."""
-    device, out = model.device, []
-    with inference(model):
-        for i in range(0, unspecified.shape[0], batch_size):
-            s = None if specified is None else specified[i : i + batch_size].to(device)
-            out.append(model.decode(s, unspecified[i : i + batch_size].to(device)).float().cpu())
-    return torch.cat(out)
-
-
 def _specified_codes(model: Disentangler, images: Tensor, purpose: str, labels: Tensor | None = None) -> Codes:
     """The codes of ``images``; ``labels`` go to ``encode`` (the conditional VAE's code is the label)."""
     codes = encode_dataset(model, _check_images(images), labels=labels)
@@ -134,7 +124,7 @@ def unspecified_decoder(model: Disentangler, specified: Tensor | None = None) ->
 
     def decode(unspecified: Tensor) -> Tensor:
         s = None if specified is None else specified.unsqueeze(0).expand(unspecified.shape[0], -1)
-        return _decode(model, s, unspecified)
+        return decode_codes(model, s, unspecified)
 
     return decode
 
@@ -259,7 +249,7 @@ def swap_images(
     s = _specified_codes(model, cols, "swap_images", column_labels).specified
     z = encode_dataset(model, rows).unspecified
     n_rows, n_cols = z.shape[0], s.shape[0]
-    decoded = _decode(model, s.repeat(n_rows, 1), z.repeat_interleave(n_cols, 0))
+    decoded = decode_codes(model, s.repeat(n_rows, 1), z.repeat_interleave(n_cols, 0))
     return decoded.view(n_rows, n_cols, *decoded.shape[1:])
 
 
@@ -303,7 +293,7 @@ def interpolation_images(
     s, z = codes.specified, codes.unspecified
     weights = torch.linspace(0, 1, steps)
     s_path, z_path = _lerp(s[0], s[1], weights), _lerp(z[0], z[1], weights)
-    decoded = _decode(model, s_path.repeat(steps, 1), z_path.repeat_interleave(steps, 0))
+    decoded = decode_codes(model, s_path.repeat(steps, 1), z_path.repeat_interleave(steps, 0))
     return decoded.view(steps, steps, *decoded.shape[1:])
 
 
@@ -347,7 +337,7 @@ def conditional_sample_images(
     s = _specified_codes(model, images, "conditional_sample_images", labels).specified
     z = torch.randn(n_samples, model.unspecified_dim, generator=generator)
     n = s.shape[0]
-    decoded = _decode(model, s.repeat_interleave(n_samples, 0), z.repeat(n, 1))
+    decoded = decode_codes(model, s.repeat_interleave(n_samples, 0), z.repeat(n, 1))
     return decoded.view(n, n_samples, *decoded.shape[1:])
 
 
@@ -727,7 +717,7 @@ def code_slider(
     s, z = codes.specified, codes.unspecified
 
     def frames(a: Tensor, b: Tensor) -> Tensor:
-        return _decode(model, _lerp(s[0], s[1], a), _lerp(z[0], z[1], b))
+        return decode_codes(model, _lerp(s[0], s[1], a), _lerp(z[0], z[1], b))
 
     return SliderPanel(
         frames, ("specified code s: a → b", 0.0, 1.0), ("unspecified code z: a → b", 0.0, 1.0),

@@ -303,7 +303,7 @@ class Disentangler(Model):
     def decode(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
         """Images in ``[0, 1]`` from a specified and an unspecified code (points: the decoder's output)."""
         output = self.decoder_output(specified, unspecified)
-        return output if reads_points(self.config) else losses.mean_image(output, getattr(self.config, "likelihood", ""))
+        return output if reads_points(self.config) else losses.mean_image(output, getattr(self.config, "likelihood", "bernoulli"))
 
     def reconstruction_nll(self, output: Tensor, x: Tensor) -> Tensor:
         """``-log p(x | codes)`` per input for the decoder's pre-activation ``output``: the

@@ -19,9 +19,10 @@ likelihood ``p(x | z, e)`` with mean ``G(z, e)`` and a fixed scale. Two Gaussian
   Algorithm 1 of App. B: each player has its own optimizer, a real min-max game.
 
 Networks after App. D (Fig. 6), on dislib's pixel convention: the paper's images lie in
-``[-1, 1]`` with a ``tanh`` output; ours lie in ``[0, 1]`` with a sigmoid output, the same map
-(``tanh(a) = 2 sigmoid(2a) - 1``). An error on ``[-1, 1]`` is twice the error on ``[0, 1]``, so
-the paper's Laplace scale 0.01 is 0.005 here: the same likelihood up to a constant. The networks,
+``[-1, 1]`` with a ``tanh`` output; ours lie in ``[0, 1]``. An error on ``[-1, 1]`` is twice the
+error on ``[0, 1]``, so the paper's Laplace scale 0.01 is 0.005 here: the same likelihood up to a
+constant. The Laplace location is the generator's linear output, not a squashed one (the paper's
+``tanh``, our sigmoid, saturates under the L1 loss: :func:`dislib.losses.location`). The networks,
 likelihood, optimiser and budgets live in :mod:`dislib.models.base` (:class:`RuizConfig`,
 :class:`RuizModel`), which the unsupervised baselines of :mod:`dislib.models.ruiz_baselines` share.
 """
