@@ -1,4 +1,4 @@
-"""Command line: ``python -m dislib train | evaluate | bench``.
+"""Command line: ``python -m dislib train | evaluate | bench | compare``.
 
 Examples
 --------
@@ -6,6 +6,7 @@ Examples
 ``python -m dislib train betavae --dataset styled-mnist --set beta=10 --out runs/betavae-10``
 ``python -m dislib evaluate runs/vae-mnist``
 ``python -m dislib bench``
+``python -m dislib compare --dataset styled-mnist --budget full``
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from dislib import data, quality, settings
-from dislib.bench import bench_model
-from dislib.evaluate import held_out, regress_codes
+from dislib import compare as comparison, data, quality, settings
+from dislib.bench import bench_all
 from dislib.data.base import ImageDataset
+from dislib.evaluate import held_out, regress_codes
 from dislib.models import MODELS, Disentangler
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
@@ -110,33 +111,17 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def bench(args: argparse.Namespace) -> dict:
     """Training throughput (images per second through ``train_step``) and peak memory of every model
-    (:func:`dislib.bench.bench_model`).
-
-    Each model is built with the preset of its book chapter's data and fed random images of that
-    shape: its ``mnist`` preset on 28x28 grey images, else its ``styled-mnist`` preset on 32x32 RGB
-    images of two sets (Ruiz et al.'s models), else its default configuration on 28x28 images.
-    Each row names the preset used (``"default"``: none).
-    """
-    dev = settings.device(args.device)
-    settings.seed_everything(0)
-    n = 20 * args.batch_size
-    synthetic = {
-        "mnist": ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "mnist").to(dev),
-        "styled-mnist": ImageDataset(torch.rand(n, 3, 32, 32), torch.arange(n) % 2, 2, "styled-mnist").to(dev),
-    }
-    results = {}
-    for name, model_cls in sorted(MODELS.items()):
-        preset = next((p for p in synthetic if p in model_cls.PRESETS), None)
-        images = synthetic[preset or "mnist"]
-        row = bench_model(model_cls.for_dataset(images, preset), images, dev, args.steps, args.warmup, args.batch_size)
-        results[name] = {**row, "preset": preset or "default"}
-    return {"device": _device_name(dev), "threads": torch.get_num_threads(), "dtype": "bfloat16 autocast"
-            if dev.type == "cuda" else "float32", "models": results}
+    (:func:`dislib.bench.bench_all`)."""
+    return bench_all(settings.device(args.device), args.steps, args.warmup, args.batch_size)
 
 
-def _device_name(device: torch.device) -> str:
-    """``"cpu"``, or ``"cuda:0 (NVIDIA H100 ...)"``."""
-    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+def compare(args: argparse.Namespace) -> dict:
+    """Every method of the book on ``styled-mnist`` under one protocol (:mod:`dislib.compare`): trains
+    or reuses the runs in ``--runs``, writes ``compare.json`` and ``compare.html`` there, and returns
+    the mean of each number over the seeds, per method."""
+    summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs)
+    return {"table": str(Path(args.runs) / "compare.html"), "json": str(Path(args.runs) / "compare.json"),
+            "protocol": summary["protocol"], "means": {name: m["mean"] for name, m in summary["methods"].items()}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -173,6 +158,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=64)
     b.add_argument("--device", default=None)
     b.set_defaults(handler=bench)
+    c = sub.add_parser("compare", help="train and measure every method under one protocol (the comparison chapter)")
+    c.add_argument("--dataset", default=comparison.DATASET, choices=[comparison.DATASET],
+                   help="the dataset every method can learn from (only styled-mnist)")
+    c.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
+    c.add_argument("--runs", default="runs/compare", help="folder of the run directories and the table")
+    c.add_argument("--method", action="append", default=[], choices=[m.key for m in comparison.METHODS],
+                   help="only this method (repeatable; default: all)")
+    c.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
+    c.add_argument("--device", default=None)
+    c.set_defaults(handler=compare)
     return p
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from dislib import settings
 from dislib.data.base import ImageDataset
-from dislib.models.base import Model
+from dislib.models.base import MODELS, Model
 
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -91,3 +92,29 @@ def bench_model(
             if step >= warmup:
                 times.append(time.perf_counter() - start)
     return {"images_per_second": round(batch_size * len(times) / sum(times), 1), "batch_size": batch_size, **memory}
+
+
+def bench_all(device: torch.device, steps: int = 10, warmup: int = 2, batch_size: int = 64) -> dict:
+    """:func:`bench_model` for every model of :data:`dislib.models.MODELS`, with the device's name, the
+    CPU threads and the dtype.
+
+    Each model is built with the preset of its book chapter's data and fed random images of that
+    shape: its ``mnist`` preset on 28x28 grey images, else its ``styled-mnist`` preset on 32x32 RGB
+    images of two sets (Ruiz et al.'s models), else its default configuration on 28x28 images.
+    Each row names the preset used (``"default"``: none).
+    """
+    settings.seed_everything(0)
+    n = 20 * batch_size
+    synthetic = {
+        "mnist": ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "mnist").to(device),
+        "styled-mnist": ImageDataset(torch.rand(n, 3, 32, 32), torch.arange(n) % 2, 2, "styled-mnist").to(device),
+    }
+    results = {}
+    for name, model_cls in sorted(MODELS.items()):
+        preset = next((p for p in synthetic if p in model_cls.PRESETS), None)
+        images = synthetic[preset or "mnist"]
+        row = bench_model(model_cls.for_dataset(images, preset), images, device, steps, warmup, batch_size)
+        results[name] = {**row, "preset": preset or "default"}
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    return {"device": name, "threads": torch.get_num_threads(),
+            "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32", "models": results}

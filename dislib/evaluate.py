@@ -259,34 +259,38 @@ def where_z_leaks(
 
 
 @torch.no_grad()
-def swap_ratio(model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500) -> float:
+def swap_ratio(
+    model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500, swapped: str = "unspecified"
+) -> float:
     """Mean squared error of ``Dec(s_x, z_other)`` over that of ``Dec(s_x, z_x)``.
 
     ``z_other`` is the posterior mean of another image of the same class (images alone in their
     class are left out). A ratio near 1 means the
     decoder ignores ``z`` (the degenerate solution of Sec. 4.1 turned around: ``s`` took
-    everything); a large ratio means ``z`` carries the image's style.
+    everything); a large ratio means ``z`` carries the image's style. With ``swapped="specified"``
+    the specified code is the one taken from the other image and ``z`` is kept (Ruiz et al.'s
+    target code ``e``, which carries the style where the class is the digit).
     """
+    if swapped not in ("specified", "unspecified"):
+        raise ValueError(f"swapped is 'specified' or 'unspecified' (the code taken from another image), got {swapped!r}")
     codes = encode_dataset(model, data, batch_size)
-    specified, unspecified = codes.specified, codes.unspecified
-    if specified is None:
-        raise ValueError(f"{model.name} has no specified code to keep while swapping z")
+    if codes.specified is None:
+        raise ValueError(f"{model.name} has no specified code: there is no second code to keep while swapping one")
     index = samplers.ClassIndex(data.labels.cpu())
     kept = index.has_partner().nonzero().squeeze(1)
     if len(kept) == 0:
         raise ValueError("swap_ratio needs at least one class with two or more images in the data")
     partners = index.same_class_partners(kept, torch.Generator().manual_seed(seed))
-    own, swapped = 0.0, 0.0
+    own, changed = 0.0, 0.0
     with inference(model):
         for i in range(0, len(kept), batch_size):
             rows, other = kept[i : i + batch_size], partners[i : i + batch_size]
             x = data.inputs[rows].to(model.device)
-            s = specified[rows].to(model.device)
-            z_own = unspecified[rows].to(model.device)
-            z_other = unspecified[other].to(model.device)
-            own += (model.decode(s, z_own).float() - x).pow(2).sum().item()
-            swapped += (model.decode(s, z_other).float() - x).pow(2).sum().item()
-    return swapped / own
+            s, z = codes.specified[rows], codes.unspecified[rows]
+            s_new, z_new = (codes.specified[other], z) if swapped == "specified" else (s, codes.unspecified[other])
+            own += (model.decode(s.to(model.device), z.to(model.device)).float() - x).pow(2).sum().item()
+            changed += (model.decode(s_new.to(model.device), z_new.to(model.device)).float() - x).pow(2).sum().item()
+    return changed / own
 
 
 def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, seed: int = 0) -> dict[str, float]:

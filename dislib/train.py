@@ -181,11 +181,14 @@ def fit(
         model.autocast_dtype = torch.bfloat16 if dev.type == "cuda" else None
         losses = _IntervalLosses(dev, interval.get("sums", {}), interval.get("count", 0), step)
         start, stop = time.perf_counter(), min(plan.steps, step + (stop_after or plan.steps))
-        if step < stop:
+        out_of_time = lambda: plan.seconds is not None and history.seconds + time.perf_counter() - start >= plan.seconds  # noqa: E731
+        timed_out = out_of_time()
+        if step < stop and not timed_out:
             history.device, history.threads = str(dev), torch.get_num_threads()
         order, order_epoch = None, -1
-        with tqdm(total=plan.steps, initial=step, desc=model.name, disable=not progress, leave=False) as bar:
-            while step < stop:
+        total = None if plan.seconds is not None else plan.steps  # a wall-clock budget: a count, no end known
+        with tqdm(total=total, initial=step, desc=model.name, disable=not progress, leave=False) as bar:
+            while step < stop and not timed_out:
                 epoch, i = divmod(step, steps_per_epoch)
                 if epoch != order_epoch:
                     order, order_epoch = _epoch_order(len(train_data), seed, epoch).to(dev), epoch
@@ -195,8 +198,9 @@ def fit(
                 losses.add(model.train_step(batch))
                 step += 1
                 bar.update(1)
-                evaluate_now = step % plan.eval_every == 0 or step == plan.steps
-                save_now = run_dir is not None and (step % every == 0 or step == stop)
+                timed_out = out_of_time()
+                evaluate_now = step % plan.eval_every == 0 or step == plan.steps or timed_out
+                save_now = run_dir is not None and (step % every == 0 or step == stop or timed_out)
                 if step % SYNC_EVERY == 0 or evaluate_now or save_now or step == stop:
                     means = losses.sync(step)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
@@ -211,7 +215,7 @@ def fit(
                     _save(run_dir / CHECKPOINT, model, step, history, losses.state())
         if run_dir is None:
             history.seconds += time.perf_counter() - start
-        if run_dir is not None and step == plan.steps:
+        if run_dir is not None and (step == plan.steps or timed_out):
             _write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
                                             "seed": seed, "seconds": round(history.seconds, 1),
                                             "device": history.device, "threads": history.threads, **history.last()})

@@ -187,6 +187,39 @@ def show_images(
     return fig
 
 
+def named_rows(rows: Mapping[str, Tensor], title: str | None = None, scale: float = 1.0) -> Figure:
+    """One row of images per entry of ``rows`` (``{name: [K, C, H, W]}``, every row as long), its name
+    written on its left: the same inputs through several models, say."""
+    if not rows:
+        raise ValueError("named_rows needs at least one row: rows is empty")
+    grids = {name: image_grid(images, nrow=len(_check_images(images, f"rows[{name!r}]"))) for name, images in rows.items()}
+    shapes = {grid.shape for grid in grids.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"every row must hold as many images of one size, got grids of shapes {sorted(shapes)}")
+    height, width = next(iter(shapes))[:2]
+    label_inches, row_inches = 2.4, scale * height / 50
+    fig, axes = plt.subplots(len(grids), 1, squeeze=False,
+                             figsize=(label_inches + scale * width / 50, row_inches * len(grids) + (0.4 if title else 0.1)))
+    fig.subplots_adjust(left=label_inches / fig.get_figwidth(), right=1, top=1 - (0.4 if title else 0.05) / fig.get_figheight(),
+                        bottom=0.05 / fig.get_figheight(), hspace=0.05)
+    for ax, (name, grid) in zip(axes[:, 0], grids.items()):
+        _imshow(ax, grid)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    plt.close(fig)
+    return fig
+
+
+def side_by_side(panels: Sequence["SliderPanel"]) -> str:
+    """The HTML of several :class:`SliderPanel` in a row (they wrap on a narrow page); display it with
+    ``IPython.display.HTML``."""
+    return "<div>" + "".join(panel.html() for panel in panels) + "</div>"
+
+
 def _table_figure(
     cells: Sequence[Sequence[Tensor | None]],
     *,

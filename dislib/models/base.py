@@ -33,7 +33,10 @@ class Budget:
     """How long to train: a number of optimisation steps on batches of a given size.
 
     ``train_size`` keeps only the first images of the training set (smoke runs); ``eval_size``
-    caps the test images used by the periodic evaluation.
+    caps the test images used by the periodic evaluation. With ``seconds``, training also stops
+    once it has taken that many seconds (the steps, checkpoints and evaluations of every session
+    of the run counted): a wall-clock budget, for comparing models of different costs at one
+    time (the step it reached is in ``metrics.json``; on another machine it reaches another).
     """
 
     steps: int
@@ -41,6 +44,14 @@ class Budget:
     eval_every: int
     train_size: int | None = None
     eval_size: int = 10_000
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError(f"a budget needs steps, batch_size and eval_every >= 1, got {self.steps}, "
+                             f"{self.batch_size}, {self.eval_every}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"a wall-clock budget needs seconds > 0, got {self.seconds}")
 
 
 COMPARISON_BUDGETS = {

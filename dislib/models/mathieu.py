@@ -180,6 +180,7 @@ class Mathieu(Disentangler):
     }
     PRESETS = {
         "mnist": MathieuConfig(reconstruction_weight=0.5, kl_weight=4.0, adversarial_weight=30.0),
+        "styled-mnist": MathieuConfig(reconstruction_weight=0.5, kl_weight=4.0, adversarial_weight=30.0),
         "sprites": MathieuConfig(specified_dim=64, unspecified_dim=512, widths=(64, 128, 256),
                                  discriminator_widths=(64, 128, 256)),
         "sprites-laptop": MathieuConfig(specified_dim=32, unspecified_dim=32, reconstruction_weight=0.5, kl_weight=4.0,

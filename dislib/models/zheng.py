@@ -201,7 +201,7 @@ class Zheng(Disentangler):
     Config = ZhengConfig
     BUDGETS = COMPARISON_BUDGETS
     PRESETS = {"mnist": ZhengConfig(**COMPARISON_NETWORKS), "fashion-mnist": ZhengConfig(**COMPARISON_NETWORKS),
-               "lpc-sprites": ZhengConfig(**COMPARISON_NETWORKS),
+               "lpc-sprites": ZhengConfig(**COMPARISON_NETWORKS), "styled-mnist": ZhengConfig(**COMPARISON_NETWORKS),
                "mnist-paper": ZhengConfig(), "three-moons": ZhengConfig(**TOY)}
 
     def __init__(self, config: ZhengConfig) -> None:

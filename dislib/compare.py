@@ -1,0 +1,301 @@
+"""One protocol for every method of the book: ``python -m dislib compare`` (the comparison chapter).
+
+Every method trains on ``styled-mnist`` (Ruiz et al. 2019) with the supervision its paper allows
+(:data:`METHODS`), for the same wall-clock time, with several seeds; then each is measured the same
+way on the test split (its first half fits the probes and regressors, the second tests them):
+
+* for the code meant to carry the digit and the code meant to carry the style (``s`` and ``z``
+  for the label-based models, ``z`` and ``e`` for the reference-based ones, the one code of the
+  unsupervised baselines as their style code): the digit accuracy of an MLP probe
+  (:func:`dislib.evaluate.probe`), the mean absolute error of linear regressors on the five style
+  factors (:func:`dislib.evaluate.regress`, chance 0.159) and the code's KL to ``N(0, I)`` in nats;
+* the swap ratio of the style code (:func:`dislib.evaluate.swap_ratio`): how much worse an image
+  is rebuilt with the style code of another image of the same digit;
+* DCI (:func:`dislib.dci.dci`) of the whole representation on the style factors;
+* the steps reached, the seconds and the training images per second.
+
+Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``);
+a finished run is reused, an unfinished one resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from dislib import data, losses, settings
+from dislib.data.base import ImageDataset
+from dislib.dci import dci
+from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
+from dislib.models import MODELS, Budget, Codes, Disentangler
+from dislib.report import table
+from dislib.train import METRICS, fit, load_model
+
+DATASET = "styled-mnist"
+EVALUATION = "evaluation.json"
+PROTOCOL_VERSION = 1  # bump when a measurement changes: stored evaluations of another version are redone
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison.
+
+    Parameters
+    ----------
+    name, key
+        The row's name and its run directories' (``KEY-seedN``).
+    model
+        A name of :data:`dislib.models.MODELS`; built with its ``styled-mnist`` preset and ``settings``.
+    supervision
+        What the method sees besides the images, in words.
+    label
+        The labels it trains on: ``"digit"`` or ``"set"`` (reference or not; the unsupervised
+        baselines ignore them).
+    digit_code
+        The code meant to carry the digit, ``"specified"`` or ``"unspecified"``; the other carries
+        the style. ``None``: the model has one code (measured as its style code).
+    """
+
+    name: str
+    key: str
+    model: str
+    supervision: str
+    label: str = "set"
+    settings: dict[str, Any] = field(default_factory=dict)
+    digit_code: str | None = None
+
+    @property
+    def style_code(self) -> str:
+        """The code meant to carry the style: the one that is not :attr:`digit_code`."""
+        return "specified" if self.digit_code == "unspecified" else "unspecified"
+
+
+METHODS = (
+    Method("VAE", "vae", "ruizvae", "nothing"),
+    Method("beta-VAE", "betavae", "betavae", "nothing"),
+    Method("DIP-VAE-I", "dipvae1", "dipvae1", "nothing"),
+    Method("DIP-VAE-II", "dipvae2", "dipvae2", "nothing"),
+    Method("cVAE", "cvae", "cvae", "the digit, fed to the decoder", "digit", digit_code="specified"),
+    Method("Mathieu et al.", "mathieu", "mathieu", "the digit; pairs of one digit", "digit", digit_code="specified"),
+    Method("Mathieu et al. + class MMD (ext.)", "mathieu-mmd", "mathieu", "the digit; pairs of one digit", "digit",
+           {"class_mmd_weight": 1000.0}, "specified"),
+    Method("Zheng & Sun", "zheng", "zheng", "the digit", "digit", digit_code="specified"),
+    Method("Rb-VAE", "rbvae", "rbvae", "which images are references", digit_code="unspecified"),
+    Method("sRb-VAE", "srbvae", "srbvae", "which images are references", digit_code="unspecified"),
+    Method("Rb-VAE, Gaussian (ext.)", "rbvae-gaussian", "rbvae", "which images are references",
+           settings={"likelihood": "gaussian", "pixel_scale": 0.05}, digit_code="unspecified"),
+)
+
+
+@dataclass(frozen=True)
+class CompareBudget:
+    """The time every run trains, the seeds, and the images of the evaluation.
+
+    ``threads`` is each run's CPU threads and ``jobs`` how many runs train at once (on a machine of
+    ``threads x jobs`` cores); ``test_size`` test images are split in halves to fit and test the
+    probes, ``dci_size`` of each half feed the random forests of DCI.
+    """
+
+    seconds: float
+    seeds: tuple[int, ...]
+    test_size: int
+    dci_size: int
+    train_size: int | None = None
+    threads: int = 1
+    jobs: int = 2
+
+
+BUDGETS = {
+    "full": CompareBudget(seconds=150.0, seeds=(0, 1, 2), test_size=10_000, dci_size=2_500),
+    "smoke": CompareBudget(seconds=1.0, seeds=(0,), test_size=400, dci_size=200, train_size=1_024, jobs=1),
+}
+
+
+def methods_named(keys: list[str] | None) -> tuple[Method, ...]:
+    """The methods with these keys (all when ``None``), or a ValueError naming the known keys."""
+    if not keys:
+        return METHODS
+    known = {m.key: m for m in METHODS}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ValueError(f"no method {unknown}; the methods are {', '.join(known)}")
+    return tuple(known[k] for k in keys)
+
+
+def build(method: Method, train: ImageDataset) -> Disentangler:
+    """The method's model for ``train``: its ``styled-mnist`` preset with the method's settings."""
+    return MODELS[method.model].for_dataset(train, DATASET, **method.settings)
+
+
+def run(
+    budget: str = "full",
+    runs: str | Path = "runs/compare",
+    methods: list[str] | None = None,
+    device: str | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or reuse) every run of ``methods`` under the named budget and evaluate each; write
+    ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds."""
+    plan, chosen, folder = BUDGETS[settings.budget(budget)], methods_named(methods), Path(runs)
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = [(method, seed) for method in chosen for seed in plan.seeds]
+    jobs = plan.jobs if jobs is None else jobs
+    args = [(method, seed, plan, folder, device, jobs > 1) for method, seed in tasks]
+    with tqdm(total=len(tasks), desc="compare", disable=not progress) as bar:
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                results = []
+                for result in pool.map(_run_one, *zip(*args)):
+                    results.append(result)
+                    bar.update(1)
+        else:
+            results = []
+            for task in args:
+                results.append(_run_one(*task))
+                bar.update(1)
+    by_method = {m.name: [r for (method, _), r in zip(tasks, results) if method == m] for m in chosen}
+    summary = {
+        "dataset": DATASET, "budget": settings.budget(budget), "protocol": asdict(plan),
+        "methods": {m.name: {"key": m.key, "model": m.model, "supervision": m.supervision, "settings": m.settings,
+                             "runs": by_method[m.name], **spread(by_method[m.name])} for m in chosen},
+    }
+    (folder / "compare.json").write_text(json.dumps(summary, indent=1))
+    (folder / "compare.html").write_text(summary_table(summary).to_html())
+    return summary
+
+
+def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None, own_threads: bool) -> dict:
+    """Train (or resume, or reuse) one run and evaluate it; the evaluation is kept in its directory."""
+    if own_threads:
+        torch.set_num_threads(plan.threads)
+    out = folder / f"{method.key}-seed{seed}"
+    stored = out / EVALUATION
+    if stored.exists() and (out / METRICS).exists():
+        result = json.loads(stored.read_text())
+        if result.get("protocol_version") == PROTOCOL_VERSION and result.get("seed") == seed:
+            return result
+    train = data.load(DATASET, "train", label=method.label)
+    settings.seed_everything(seed)
+    model = build(method, train)
+    steps = Budget(steps=10**9, batch_size=model.budget("full").batch_size, eval_every=10**9,
+                   train_size=plan.train_size, seconds=plan.seconds)
+    fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
+        data_options={"label": method.label})
+    trained = json.loads((out / METRICS).read_text())
+    model = load_model(out, device)
+    test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))
+    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, **measure(model, method, test, plan.dci_size, seed),
+              "steps": trained["steps"], "seconds": trained["seconds"], "threads": trained["threads"],
+              "device": trained["device"],
+              "images_per_second": trained["steps"] * steps.batch_size / max(trained["seconds"], 1e-9)}
+    stored.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def measure(model: Disentangler, method: Method, test: ImageDataset, dci_size: int, seed: int = 0) -> dict[str, float]:
+    """The protocol's numbers for one trained model (see the module): ``{digit,style}_code_*``,
+    ``swap_ratio``, ``dci_*`` and ``chance_accuracy``; a code the model lacks gives none."""
+    half = len(test) // 2
+    fit_set, test_set = test.subset(slice(0, half)), test.subset(slice(half, 2 * half))
+    codes = {"fit": encode_dataset(model, fit_set), "test": encode_dataset(model, test_set)}
+    digits = {"fit": fit_set.labels.cpu(), "test": test_set.labels.cpu()}
+    factors = {"fit": fit_set.factors.cpu(), "test": test_set.factors.cpu()}
+    out = {"chance_accuracy": float((digits["test"] == digits["fit"].bincount().argmax()).float().mean())}
+    for role, which in (("digit_code", method.digit_code), ("style_code", method.style_code)):
+        if which is None:
+            continue
+        fit_code, test_code = code(codes["fit"], which), code(codes["test"], which)
+        out[f"{role}_digit_accuracy"] = 1.0 - probe(fit_code, digits["fit"], test_code, digits["test"], seed).test_error
+        out[f"{role}_style_mae"] = float(regress(fit_code, factors["fit"], test_code, factors["test"]).mean())
+        logvar = codes["test"].specified_logvar if which == "specified" else codes["test"].unspecified_logvar
+        if logvar is not None:
+            out[f"{role}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(test_code, logvar).mean(0).sum())
+    if method.digit_code is not None:
+        out["swap_ratio"] = swap_ratio(model, test_set, seed, swapped=method.style_code)
+    whole = {split: torch.cat([c for c in (codes[split].specified, codes[split].unspecified) if c is not None], 1)
+             for split in codes}
+    scores = dci(whole["fit"][:dci_size], factors["fit"][:dci_size], whole["test"][:dci_size],
+                 factors["test"][:dci_size], seed=seed, trees=25)
+    out |= {f"dci_{k}": scores[k] for k in ("disentanglement", "completeness", "informativeness_mae")}
+    return out
+
+
+def code(codes: Codes, which: str) -> Tensor:
+    """The ``"specified"`` or ``"unspecified"`` code of ``codes`` (the posterior mean where stochastic)."""
+    return codes.specified if which == "specified" else codes.unspecified
+
+
+def spread(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{"mean": {...}, "std": {...}}`` of every number the runs share (std over seeds, ddof 1; 0 for one run)."""
+    keys = [k for k, v in results[0].items() if isinstance(v, (int, float)) and k not in ("seed", "protocol_version")]
+    values = {k: np.array([r[k] for r in results], dtype=float) for k in keys if all(k in r for r in results)}
+    return {"mean": {k: float(v.mean()) for k, v in values.items()},
+            "std": {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}}
+
+
+COLUMNS = {
+    "supervision": "supervision",
+    "digit_code_digit_accuracy": "digit code: digit accuracy",
+    "digit_code_style_mae": "digit code: style MAE",
+    "digit_code_kl_nats": "digit code: KL (nats)",
+    "style_code_digit_accuracy": "style code: digit accuracy",
+    "style_code_style_mae": "style code: style MAE",
+    "style_code_kl_nats": "style code: KL (nats)",
+    "swap_ratio": "swap ratio",
+    "dci_disentanglement": "DCI: D",
+    "dci_completeness": "DCI: C",
+    "dci_informativeness_mae": "DCI: I (MAE)",
+    "steps": "steps",
+    "seconds": "seconds",
+    "images_per_second": "images/s",
+}
+"""The table's columns: the key in ``compare.json`` and the name shown."""
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """The comparison as a table of ``mean ± std`` over seeds (accuracies in percent), one row per method."""
+    rows = {}
+    for name, result in summary["methods"].items():
+        mean, std = result["mean"], result["std"]
+        row = {"supervision": result["supervision"]}
+        for key, column in list(COLUMNS.items())[1:]:
+            if key in mean:
+                row[column] = _spread_cell(key, mean[key], std[key], len(result["runs"]))
+        rows[name] = row
+    return table(rows, columns=[c for c in COLUMNS.values() if any(c in r for r in rows.values())], label="method")
+
+
+def _spread_cell(key: str, mean: float, std: float, runs: int) -> str:
+    """``"97.1 ± 0.4%"``, ``"0.052 ± 0.003"``, ``"12.4 ± 1.0"``, ``"1,234 ± 56"``; the mean alone for one run."""
+    if "accuracy" in key:
+        mean, std, unit, digits = 100 * mean, 100 * std, "%", 1
+    else:
+        unit = ""
+        digits = 0 if key in ("steps", "seconds", "images_per_second") else 3 if abs(mean) < 10 else 1
+    return (f"{mean:,.{digits}f}" if runs < 2 else f"{mean:,.{digits}f} ± {std:,.{digits}f}") + unit
+
+
+def swaps(
+    model: Disentangler, method: Method, style_images: Tensor, digit_images: Tensor,
+    style_labels: Tensor | None = None, digit_labels: Tensor | None = None,
+) -> Tensor:
+    """``[K, C, H, W]``: image ``k`` drawn from the style code of ``style_images[k]`` and the digit code of
+    ``digit_images[k]`` (the labels: the images' digits, for a model whose specified code is the label)."""
+    if method.digit_code is None:
+        raise ValueError(f"{method.name} has one code: there is nothing to swap")
+    style = encode_dataset(model, style_images, labels=style_labels)
+    digit = encode_dataset(model, digit_images, labels=digit_labels)
+    if method.digit_code == "specified":
+        return decode_codes(model, digit.specified, style.unspecified)
+    return decode_codes(model, style.specified, digit.unspecified)

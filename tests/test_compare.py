@@ -1,0 +1,136 @@
+"""The comparison protocol (dislib.compare), its wall-clock budget and its command, on tiny fake styled digits."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from dislib import __main__ as cli
+from dislib import compare, data
+from dislib.data.base import ImageDataset
+from dislib.evaluate import swap_ratio
+from dislib.models import VAE, Budget
+from dislib.train import METRICS, fit, read_run
+from tests.helpers import Pixels, pixel_data, tiny_images
+
+TINY = compare.CompareBudget(seconds=0.3, seeds=(0, 1), test_size=80, dci_size=40, train_size=64, jobs=1)
+
+
+@pytest.fixture
+def fake_styled(monkeypatch):
+    """``styled-mnist`` replaced by 3x32x32 noise whose five factors are read off the pixels."""
+
+    def load(split, root, label="set"):
+        n = 96 if split == "train" else 100
+        g = torch.Generator().manual_seed(int(split == "test"))
+        images = torch.rand(n, 3, 32, 32, generator=g)
+        factors = torch.stack([images[:, 0].mean((1, 2)), images[:, 1].mean((1, 2)), images[:, 2].mean((1, 2)),
+                               images[:, :, :16].mean((1, 2, 3)), images[:, :, :, :16].mean((1, 2, 3))], 1)
+        labels = torch.arange(n) % (10 if label == "digit" else 2)
+        return ImageDataset(images, labels, 10 if label == "digit" else 2, "styled-mnist", factors=factors,
+                            factor_names=("R", "G", "B", "scale", "width"))
+
+    monkeypatch.setitem(data._LOADERS, "styled-mnist", load)
+    monkeypatch.setitem(compare.BUDGETS, "smoke", TINY)
+
+
+def test_a_wall_clock_budget_stops_training_and_a_finished_run_trains_no_more(tmp_path):
+    model, images = VAE.for_dataset(tiny_images()), tiny_images()
+    plan = Budget(steps=10**9, batch_size=16, eval_every=10**9, seconds=0.5)
+    start = time.perf_counter()
+    history = fit(model, images, images, budget=plan, out=tmp_path, progress=False)
+    assert 0.5 <= history.seconds < 0.5 + (time.perf_counter() - start)
+    metrics = json.loads((tmp_path / METRICS).read_text())
+    assert 1 <= metrics["steps"] < 10**9 and metrics["seconds"] >= 0.5
+    assert history.steps == [metrics["steps"]]  # evaluated once, when the time ran out
+    assert read_run(tmp_path)["budget"]["seconds"] == 0.5
+    again = fit(VAE.for_dataset(images), images, None, budget=plan, out=tmp_path, progress=False)
+    assert again.steps == history.steps and again.seconds == pytest.approx(history.seconds)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(seconds=0.0), "seconds > 0"), (dict(seconds=-5.0), "seconds > 0"), (dict(steps=0), "steps, batch_size"),
+])
+def test_a_budget_that_cannot_train_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Budget(**{**dict(steps=10, batch_size=16, eval_every=5), **fields})
+
+
+def test_swapping_the_specified_code_instead_of_z():
+    images = pixel_data(200)
+    model = Pixels(uses_z=True)  # draws the image from z alone
+    assert swap_ratio(model, images, swapped="unspecified") > 5
+    assert swap_ratio(model, images, swapped="specified") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="'specified' or 'unspecified'"):
+        swap_ratio(model, images, swapped="s")
+
+
+def test_unknown_methods_are_named_with_the_known_ones():
+    with pytest.raises(ValueError, match="no method \\['vea'\\].*vae, betavae"):
+        compare.methods_named(["vea"])
+    assert compare.methods_named(None) == compare.METHODS
+    assert [m.style_code for m in compare.methods_named(["vae", "mathieu", "rbvae"])] == [
+        "unspecified", "unspecified", "specified"]
+
+
+def test_every_method_builds_on_its_styled_preset(fake_styled):
+    train = data.load("styled-mnist", "train", label="digit")
+    for method in compare.METHODS:
+        model = compare.build(method, train)
+        assert model.config.image_channels == 3 and model.config.image_size == 32, method.name
+        for key, value in method.settings.items():
+            assert getattr(model.config, key) == value
+
+
+def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_styled, tmp_path):
+    summary = compare.run("smoke", tmp_path, ["vae", "mathieu", "rbvae"], progress=False)
+    methods = summary["methods"]
+    assert list(methods) == ["VAE", "Mathieu et al.", "Rb-VAE"]
+    for name, result in methods.items():
+        assert [r["seed"] for r in result["runs"]] == [0, 1]
+        for r in result["runs"]:
+            assert r["seconds"] >= TINY.seconds and r["steps"] >= 1
+            assert 0 <= r["style_code_digit_accuracy"] <= 1 and r["style_code_style_mae"] > 0
+            assert 0 <= r["dci_disentanglement"] <= 1 and 0 <= r["dci_completeness"] <= 1
+        assert result["std"]["seconds"] >= 0 and set(result["mean"]) == set(result["std"])
+    assert "digit_code_digit_accuracy" not in methods["VAE"]["mean"] and "swap_ratio" not in methods["VAE"]["mean"]
+    assert {"digit_code_digit_accuracy", "swap_ratio"} <= set(methods["Mathieu et al."]["mean"])
+    assert "digit_code_kl_nats" not in methods["Mathieu et al."]["mean"]  # its s is deterministic
+    assert {"digit_code_kl_nats", "style_code_kl_nats"} <= set(methods["Rb-VAE"]["mean"])  # z and e are Gaussian
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert written["methods"]["Rb-VAE"]["mean"] == pytest.approx(methods["Rb-VAE"]["mean"])
+    html = (tmp_path / "compare.html").read_text()
+    assert "<table" in html and "Mathieu et al." in html and " ± " in html
+    checkpoint = tmp_path / "mathieu-seed1" / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"] == \
+        methods["Mathieu et al."]["runs"]
+    assert checkpoint.stat().st_mtime_ns == stamp
+
+
+def test_cells_show_mean_and_spread_in_the_columns_unit():
+    assert compare._spread_cell("style_code_digit_accuracy", 0.9712, 0.004, 3) == "97.1 ± 0.4%"
+    assert compare._spread_cell("swap_ratio", 2.5, 0.25, 3) == "2.500 ± 0.250"
+    assert compare._spread_cell("style_code_kl_nats", 24.44, 1.0, 3) == "24.4 ± 1.0"
+    assert compare._spread_cell("images_per_second", 1234.5, 56.2, 3) == "1,234 ± 56"
+    assert compare._spread_cell("steps", 700.0, 0.0, 1) == "700"
+
+
+def test_swaps_take_the_style_of_one_image_and_the_digit_of_another(fake_styled):
+    train = data.load("styled-mnist", "train", label="digit")
+    rb, mathieu = (compare.build(m, train).eval() for m in compare.methods_named(["rbvae", "mathieu"]))
+    a, b = train.images[:4], train.images[4:8]
+    for method, model in zip(compare.methods_named(["rbvae", "mathieu"]), (rb, mathieu)):
+        assert compare.swaps(model, method, a, b).shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="one code"):
+        compare.swaps(rb, compare.methods_named(["vae"])[0], a, b)
+
+
+def test_compare_command_prints_the_means_and_refuses_unknown_methods(fake_styled, tmp_path, capsys):
+    assert cli.main(["compare", "--budget", "smoke", "--runs", str(tmp_path), "--method", "dipvae1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed["means"]) == ["DIP-VAE-I"] and printed["table"].endswith("compare.html")
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--method", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
