@@ -39,7 +39,7 @@ from dislib.dci import dci
 from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
 from dislib.models import MODELS, Budget, Codes, Disentangler
 from dislib.report import table
-from dislib.train import METRICS, fit, load_model
+from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_run
 
 DATASET = "styled-mnist"
 EVALUATION = "evaluation.json"
@@ -148,6 +148,8 @@ def run(
     """Train (or reuse) every run of ``methods`` under the named budget and evaluate each; write
     ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds."""
     plan, chosen, folder = BUDGETS[settings.budget(budget)], methods_named(methods), Path(runs)
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs is how many runs train at once, at least 1, got {jobs}")
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(method, seed) for method in chosen for seed in plan.seeds]
     jobs = plan.jobs if jobs is None else jobs
@@ -181,22 +183,27 @@ def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, devic
         torch.set_num_threads(plan.threads)
     out = folder / f"{method.key}-seed{seed}"
     stored = out / EVALUATION
+    trained_for = {"seconds": plan.seconds, "train_size": plan.train_size}
     if stored.exists() and (out / METRICS).exists():
         result = json.loads(stored.read_text())
-        if result.get("protocol_version") == PROTOCOL_VERSION and result.get("seed") == seed:
+        if (result.get("protocol_version"), result.get("seed"), result.get("budget")) == (PROTOCOL_VERSION, seed, trained_for):
             return result
     train = data.load(DATASET, "train", label=method.label)
     settings.seed_everything(seed)
     model = build(method, train)
     steps = Budget(steps=10**9, batch_size=model.budget("full").batch_size, eval_every=10**9,
                    train_size=plan.train_size, seconds=plan.seconds)
+    if (out / RUN).exists() and read_run(out).get("budget") != asdict(steps):
+        raise RunDirectoryError(f"{out} holds a run of another budget than this one ({plan.seconds:g} s on "
+                                f"{plan.train_size or 'all'} training images): compare reuses only runs of its own budget; "
+                                "give --runs another folder (one per budget), or delete that run")
     fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
         data_options={"label": method.label})
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))
-    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, **measure(model, method, test, plan.dci_size, seed),
-              "steps": trained["steps"], "seconds": trained["seconds"], "threads": trained["threads"],
+    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "budget": trained_for,
+              **measure(model, method, test, plan.dci_size, seed), "steps": trained["steps"], "seconds": trained["seconds"], "threads": trained["threads"],
               "device": trained["device"],
               "images_per_second": trained["steps"] * steps.batch_size / max(trained["seconds"], 1e-9)}
     stored.write_text(json.dumps(result, indent=1))

@@ -11,7 +11,7 @@ from dislib import compare, data
 from dislib.data.base import ImageDataset
 from dislib.evaluate import swap_ratio
 from dislib.models import VAE, Budget
-from dislib.train import METRICS, fit, read_run
+from dislib.train import METRICS, RunDirectoryError, fit, read_run
 from tests.helpers import Pixels, pixel_data, tiny_images
 
 TINY = compare.CompareBudget(seconds=0.3, seeds=(0, 1), test_size=80, dci_size=40, train_size=64, jobs=1)
@@ -134,3 +134,13 @@ def test_compare_command_prints_the_means_and_refuses_unknown_methods(fake_style
     with pytest.raises(SystemExit):
         cli.main(["compare", "--method", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_runs_of_another_budget_are_not_reused_but_refused_with_the_fix(fake_styled, monkeypatch, tmp_path):
+    compare.run("smoke", tmp_path, ["vae"], progress=False)
+    monkeypatch.setitem(compare.BUDGETS, "smoke", compare.CompareBudget(
+        seconds=0.2, seeds=(0,), test_size=80, dci_size=40, train_size=64, jobs=1))
+    with pytest.raises(RunDirectoryError, match="another budget .*0.2 s on 64 training images.*another folder"):
+        compare.run("smoke", tmp_path, ["vae"], progress=False)
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        compare.run("smoke", tmp_path, ["vae"], jobs=0, progress=False)
