@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -154,18 +155,12 @@ def run(
     tasks = [(method, seed) for method in chosen for seed in plan.seeds]
     jobs = plan.jobs if jobs is None else jobs
     args = [(method, seed, plan, folder, device, jobs > 1) for method, seed in tasks]
-    with tqdm(total=len(tasks), desc="compare", disable=not progress) as bar:
-        if jobs > 1:
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                results = []
-                for result in pool.map(_run_one, *zip(*args)):
-                    results.append(result)
-                    bar.update(1)
-        else:
-            results = []
-            for task in args:
-                results.append(_run_one(*task))
-                bar.update(1)
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else nullcontext()
+    with pool, tqdm(total=len(tasks), desc="compare", disable=not progress) as bar:
+        results = []
+        for result in (pool.map if jobs > 1 else map)(_run_one, *zip(*args)):
+            results.append(result)
+            bar.update(1)
     by_method = {m.name: [r for (method, _), r in zip(tasks, results) if method == m] for m in chosen}
     summary = {
         "dataset": DATASET, "budget": settings.budget(budget), "protocol": asdict(plan),
