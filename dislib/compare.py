@@ -38,7 +38,7 @@ from dislib import data, losses, settings
 from dislib.data.base import ImageDataset
 from dislib.dci import dci
 from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
-from dislib.models import MODELS, Budget, Codes, Disentangler
+from dislib.models import MODELS, Budget, Disentangler
 from dislib.report import table
 from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_run
 
@@ -198,8 +198,8 @@ def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, devic
     model = load_model(out, device)
     test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))
     result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "budget": trained_for,
-              **measure(model, method, test, plan.dci_size, seed), "steps": trained["steps"], "seconds": trained["seconds"], "threads": trained["threads"],
-              "device": trained["device"],
+              **measure(model, method, test, plan.dci_size, seed),
+              **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
               "images_per_second": trained["steps"] * steps.batch_size / max(trained["seconds"], 1e-9)}
     stored.write_text(json.dumps(result, indent=1))
     return result
@@ -217,10 +217,10 @@ def measure(model: Disentangler, method: Method, test: ImageDataset, dci_size: i
     for role, which in (("digit_code", method.digit_code), ("style_code", method.style_code)):
         if which is None:
             continue
-        fit_code, test_code = code(codes["fit"], which), code(codes["test"], which)
+        fit_code, test_code = getattr(codes["fit"], which), getattr(codes["test"], which)  # a field of Codes
         out[f"{role}_digit_accuracy"] = 1.0 - probe(fit_code, digits["fit"], test_code, digits["test"], seed).test_error
         out[f"{role}_style_mae"] = float(regress(fit_code, factors["fit"], test_code, factors["test"]).mean())
-        logvar = codes["test"].specified_logvar if which == "specified" else codes["test"].unspecified_logvar
+        logvar = getattr(codes["test"], f"{which}_logvar")
         if logvar is not None:
             out[f"{role}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(test_code, logvar).mean(0).sum())
     if method.digit_code is not None:
@@ -231,11 +231,6 @@ def measure(model: Disentangler, method: Method, test: ImageDataset, dci_size: i
                  factors["test"][:dci_size], seed=seed, trees=25)
     out |= {f"dci_{k}": scores[k] for k in ("disentanglement", "completeness", "informativeness_mae")}
     return out
-
-
-def code(codes: Codes, which: str) -> Tensor:
-    """The ``"specified"`` or ``"unspecified"`` code of ``codes`` (the posterior mean where stochastic)."""
-    return codes.specified if which == "specified" else codes.unspecified
 
 
 def spread(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
