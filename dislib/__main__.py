@@ -1,4 +1,4 @@
-"""Command line: ``python -m dislib train | evaluate | bench | compare``.
+"""Command line: ``python -m dislib train | evaluate | bench | compare | sweep``.
 
 Examples
 --------
@@ -7,6 +7,7 @@ Examples
 ``python -m dislib evaluate runs/vae-mnist``
 ``python -m dislib bench``
 ``python -m dislib compare --dataset styled-mnist --budget full``
+``python -m dislib sweep zheng-mnist --budget full``
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from dislib import compare as comparison, data, quality, settings
+from dislib import compare as comparison, data, quality, settings, sweep as sweeps
 from dislib.bench import bench_all
 from dislib.data.base import ImageDataset
-from dislib.evaluate import held_out, regress_codes
+from dislib.evaluate import held_out, leak_report, regress_codes
 from dislib.models import MODELS, Disentangler
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
@@ -89,7 +90,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Re-evaluate a trained run on its dataset's test split (the first ``--limit`` images): the loop's
     held-out metrics; for real-valued factors, the Table 1 row of Ruiz et al. (the mean absolute error of
     a linear regressor per factor and on average, fitted on the first half, tested on the second, from
-    each code); for a label-conditional generator, the inception score and intra-class diversity."""
+    each code); for a model with two codes and a label, the leak report (probes fitted on the codes of as
+    many training images, :func:`dislib.evaluate.leak_report`); for a label-conditional generator, the
+    inception score and intra-class diversity."""
     model = load_model(args.run, args.device)
     run = read_run(args.run)
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
@@ -101,6 +104,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             table1 = regress_codes(model, test.subset(slice(0, half)), test.subset(slice(half, 2 * half)))
         letter = {"s": model.specified_symbol, "z": "z"}
         metrics["factor_mae"] = {f"from_{letter[code]}": errors for code, errors in table1.items()}
+    if isinstance(model, Disentangler) and model.specified_dim > 0 and len(test.labels.unique()) > 1:
+        train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
+        metrics["leak"] = leak_report(model, train_data.subset(slice(0, len(test))).to(model.device), test)
     if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:
         train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
         classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,
@@ -122,6 +128,14 @@ def compare(args: argparse.Namespace) -> dict:
     summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs)
     return {"table": str(Path(args.runs) / "compare.html"), "json": str(Path(args.runs) / "compare.json"),
             "protocol": summary["protocol"], "means": {name: m["mean"] for name, m in summary["methods"].items()}}
+
+
+def sweep(args: argparse.Namespace) -> dict:
+    """A trade-off curve over one model's settings (:mod:`dislib.sweep`): trains or reuses the runs in
+    ``--runs``, writes ``sweep.json`` there, and returns each point's mean over the seeds."""
+    summary = sweeps.run(args.name, args.budget, args.runs, args.point or None, args.device, args.jobs)
+    return {"json": str(Path(args.runs or f"runs/sweep-{args.name}") / "sweep.json"), "protocol": summary["protocol"],
+            "means": {name: {"empty": p["empty"], **p["mean"]} for name, p in summary["points"].items()}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -169,6 +183,15 @@ def parser() -> argparse.ArgumentParser:
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     c.add_argument("--device", default=None)
     c.set_defaults(handler=compare)
+    w = sub.add_parser("sweep", help="train one model at several settings and seeds, and measure the leak of each")
+    w.add_argument("name", choices=sorted(sweeps.SWEEPS))
+    w.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
+    w.add_argument("--runs", default=None, help="folder of the run directories and sweep.json (default: runs/sweep-NAME)")
+    w.add_argument("--point", action="append", default=[], metavar="KEY", help="only this point (repeatable; default: all)")
+    w.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
+    w.add_argument("--device", default=None)
+    w.set_defaults(handler=sweep)
     return p
 
 

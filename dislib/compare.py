@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -149,18 +150,10 @@ def run(
     """Train (or reuse) every run of ``methods`` under the named budget and evaluate each; write
     ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds."""
     plan, chosen, folder = BUDGETS[settings.budget(budget)], methods_named(methods), Path(runs)
-    if jobs is not None and jobs < 1:
-        raise ValueError(f"jobs is how many runs train at once, at least 1, got {jobs}")
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(method, seed) for method in chosen for seed in plan.seeds]
-    jobs = plan.jobs if jobs is None else jobs
-    args = [(method, seed, plan, folder, device, jobs > 1) for method, seed in tasks]
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else nullcontext()
-    with pool, tqdm(total=len(tasks), desc="compare", disable=not progress) as bar:
-        results = []
-        for result in (pool.map if jobs > 1 else map)(_run_one, *zip(*args)):
-            results.append(result)
-            bar.update(1)
+    args = [(method, seed, plan, folder, device) for method, seed in tasks]
+    results = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc="compare")
     by_method = {m.name: [r for (method, _), r in zip(tasks, results) if method == m] for m in chosen}
     summary = {
         "dataset": DATASET, "budget": settings.budget(budget), "protocol": asdict(plan),
@@ -172,10 +165,23 @@ def run(
     return summary
 
 
-def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None, own_threads: bool) -> dict:
+def map_runs(function: Callable[..., dict], args: list[tuple], jobs: int, threads: int, progress: bool, desc: str) -> list[dict]:
+    """``[function(*a) for a in args]``, in order: with ``jobs > 1`` in that many spawned processes of
+    ``threads`` CPU threads each, else in this process; a progress bar counts finished runs."""
+    if jobs < 1:
+        raise ValueError(f"jobs is how many runs train at once, at least 1, got {jobs}")
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
+                               initargs=(threads,)) if jobs > 1 else nullcontext()
+    with pool, tqdm(total=len(args), desc=desc, disable=not progress) as bar:
+        results = []
+        for result in (pool.map if jobs > 1 else map)(function, *zip(*args)):
+            results.append(result)
+            bar.update(1)
+    return results
+
+
+def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None) -> dict:
     """Train (or resume, or reuse) one run and evaluate it; the evaluation is kept in its directory."""
-    if own_threads:
-        torch.set_num_threads(plan.threads)
     out = folder / f"{method.key}-seed{seed}"
     stored = out / EVALUATION
     trained_for = {"seconds": plan.seconds, "train_size": plan.train_size}

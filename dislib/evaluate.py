@@ -15,11 +15,14 @@ per factor: :func:`regress_codes`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
@@ -30,6 +33,7 @@ from dislib.data.base import ImageDataset, LabelledData
 from dislib.models.base import Codes, Disentangler, Model
 
 CODES = ("s", "z")
+PROBES = ("mlp", "linear")
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,15 @@ def probe(
     test_features: Tensor,
     test_targets: Tensor,
     seed: int = 0,
+    kind: str = "mlp",
 ) -> ProbeResult:
-    """Fit a 256-hidden-unit MLP with early stopping (10% validation split) and report its errors.
+    """Fit a probe and report its errors: ``kind="mlp"``, a 256-hidden-unit MLP with early stopping
+    (10% validation split), or ``"linear"``, a multinomial logistic regression (L2, ``C = 1``).
 
     Features are standardised with the training set's mean and variance first.
     """
+    if kind not in PROBES:
+        raise ValueError(f"kind is one of {PROBES}, got {kind!r}")
     if len(train_features) != len(train_targets) or len(test_features) != len(test_targets):
         raise ValueError(
             f"features and targets differ in length: train {len(train_features)} vs {len(train_targets)}, "
@@ -110,8 +118,13 @@ def probe(
     scaler = StandardScaler().fit(train_features.numpy())
     x_train, x_test = scaler.transform(train_features.numpy()), scaler.transform(test_features.numpy())
     y_train, y_test = train_targets.numpy(), test_targets.numpy()
-    clf = MLPClassifier(hidden_layer_sizes=(256,), early_stopping=True, max_iter=200, random_state=seed)
-    clf.fit(x_train, y_train)
+    if kind == "mlp":
+        clf = MLPClassifier(hidden_layer_sizes=(256,), early_stopping=True, max_iter=200, random_state=seed)
+    else:
+        clf = LogisticRegression(max_iter=1_000)
+    with warnings.catch_warnings():  # a probe stopped at its iteration limit is still a reading
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
     majority = np.bincount(y_train).argmax()
     return ProbeResult(
         train_error=float((clf.predict(x_train) != y_train).mean()),
@@ -258,6 +271,50 @@ def where_z_leaks(
     return out
 
 
+def code_views(codes: Codes, generator: torch.Generator) -> dict[str, dict[str, Tensor]]:
+    """Each code's readings: ``{"s": {"mean": ...[, "sample": ...]}, "z": {...}}``. ``mean`` is the
+    code itself (the posterior mean of a Gaussian code); ``sample`` one draw of ``q(.|x)``, for codes
+    with a log-variance (a deterministic code has no sample)."""
+    out = {}
+    for name, code, logvar in ((CODES[0], codes.specified, codes.specified_logvar),
+                               (CODES[1], codes.unspecified, codes.unspecified_logvar)):
+        if code is None:
+            continue
+        out[name] = {"mean": code}
+        if logvar is not None:
+            out[name]["sample"] = code + (0.5 * logvar).exp() * torch.randn(code.shape, generator=generator)
+    return out
+
+
+def leak_report(model: Disentangler, train: LabelledData, test: LabelledData, seed: int = 0) -> dict[str, float]:
+    """How much of the label each code holds, and what it still carries: the book's leak protocol.
+
+    Probes (:func:`probe`, MLP and linear) fitted afresh on the codes of ``train`` and tested on those
+    of ``test``, for each code and each reading of it (:func:`code_views`: ``mean``, and ``sample``
+    where the code is Gaussian), as accuracies ``{code}_{kind}_{view}`` (e.g. ``z_mlp_mean``); the
+    ``chance_accuracy`` of the majority class; each Gaussian code's KL to ``N(0, I)`` in nats,
+    ``{code}_kl_nats``, on ``test``; and the :func:`swap_ratio` of ``z`` on ``test`` where the model
+    has both codes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    encoded = {"train": encode_dataset(model, train), "test": encode_dataset(model, test)}
+    views = {split: code_views(codes, generator) for split, codes in encoded.items()}
+    y_train, y_test = train.labels.cpu(), test.labels.cpu()
+    out = {"chance_accuracy": float((y_test == y_train.bincount().argmax()).float().mean())}
+    for code, readings in views["train"].items():
+        for view, features in readings.items():
+            for kind in PROBES:
+                result = probe(features, y_train, views["test"][code][view], y_test, seed, kind)
+                out[f"{code}_{kind}_{view}"] = 1.0 - result.test_error
+    for code, (mu, logvar) in {CODES[0]: (encoded["test"].specified, encoded["test"].specified_logvar),
+                               CODES[1]: (encoded["test"].unspecified, encoded["test"].unspecified_logvar)}.items():
+        if logvar is not None:
+            out[f"{code}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(mu, logvar).mean(0).sum())
+    if encoded["test"].specified is not None:
+        out["swap_ratio"] = swap_ratio(model, test, seed)
+    return out
+
+
 @torch.no_grad()
 def swap_ratio(
     model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500, swapped: str = "unspecified"
@@ -298,13 +355,18 @@ def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, se
 
     The first ``size`` images are split into even and odd positions, so that both halves hold
     every class even when the data is sorted by class; the probes train on one half and are tested
-    on the other. Returns label accuracies from ``s`` and from ``z``, the chance accuracy, the KL
-    of ``q(z|x)`` in nats and the swap ratio.
+    on the other. Returns label accuracies from ``s`` and from ``z``'s mean (and from a sample of
+    ``z``, ``z_sample_accuracy``, where ``z`` is Gaussian), the chance accuracy, the KL of ``q(z|x)``
+    in nats and the swap ratio: *quick* probes, which under-read a probe fitted on 10,000 codes.
     """
     n = min(size, len(data))
     first, second = data.subset(slice(0, n, 2)), data.subset(slice(1, n, 2))
     results = probe_codes(model, first, second, ("label",), seed)
     out = {f"{code}_accuracy": 1.0 - results[code]["label"].test_error for code in results}
+    generator = torch.Generator().manual_seed(seed)
+    samples = [code_views(encode_dataset(model, half), generator).get("z", {}).get("sample") for half in (first, second)]
+    if samples[0] is not None:
+        out["z_sample_accuracy"] = 1.0 - probe(samples[0], first.labels.cpu(), samples[1], second.labels.cpu(), seed).test_error
     out["chance_accuracy"] = 1.0 - results["z"]["label"].chance_error
     out["kl_nats"] = kl_nats(model, data.subset(slice(0, n)))
     out["swap_ratio"] = swap_ratio(model, data.subset(slice(0, n)), seed)

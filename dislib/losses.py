@@ -38,6 +38,23 @@ def kl_normal_standard_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
 
 
+def per_unit_vae_terms(
+    reconstruction: Tensor, kl: Tensor, reconstruction_weight: float, kl_weight: float, pixels: int, code_dim: int
+) -> Tensor:
+    r"""A VAE's two terms, each per unit of what it sums over, averaged over the batch: a scalar.
+
+    .. math::
+        rac{w_{rec}}{P}\,\overline{ig[-\log p(x \mid \cdot)ig]}
+        + rac{w_{KL}}{D_z}\,\overline{\mathrm{KL}ig(q(z\mid x)\,\|\,\mathcal N(0, I)ig)}
+
+    with ``P`` pixels (or coordinates) per input and ``D_z`` dimensions of ``z``: Zheng & Sun (2019,
+    Sec. 4.2) scale their weights by "the number of image pixels" and "the dimension of z", and the
+    authors' code takes the pixel-mean error and the dimension-mean KL (their Eqs. 2-3). Their model
+    and the cVAE-GAN baseline share it.
+    """
+    return reconstruction_weight / pixels * reconstruction.mean() + kl_weight / code_dim * kl.mean()
+
+
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
     r"""Negative log-likelihood of images under independent Bernoulli pixels, in nats.
 

@@ -207,6 +207,12 @@ class ImageDiscriminator(nn.Module):
     point_dim
         When positive, ``D`` judges points of that many coordinates instead of images (the 2-D
         toys): an MLP with LeakyReLU(0.2) whose hidden layers have ``widths`` units.
+    hidden_width
+        Units of a fully connected LeakyReLU layer between the last convolution and the logit
+        (0: none). The projection then reads that layer, as in Zheng & Sun's ``fc 512``.
+    centred
+        Map ``[0, 1]`` pixels to ``[-1, 1]`` (``2x - 1``) before the first layer: the range that
+        discriminators written for tanh generators read.
     """
 
     def __init__(
@@ -220,6 +226,8 @@ class ImageDiscriminator(nn.Module):
         spectral_norm: bool = False,
         dropout: float = 0.0,
         point_dim: int = 0,
+        hidden_width: int = 0,
+        centred: bool = False,
     ) -> None:
         super().__init__()
         if label_input not in LABEL_INPUTS:
@@ -228,8 +236,11 @@ class ImageDiscriminator(nn.Module):
             raise ValueError(f"label_input {label_input!r} needs num_classes > 0 exactly when it is not 'none'")
         if point_dim and label_input == "layers":
             raise ValueError("a discriminator of points takes the label by 'projection' (or 'none'), not 'layers'")
+        if hidden_width < 0:
+            raise ValueError(f"hidden_width is a number of units (0: no hidden layer), got {hidden_width}")
         self.label_input = label_input
         self.point_dim = point_dim
+        self.centred = centred and not point_dim
         if point_dim:
             self.features = nn.Sequential(MLP((point_dim, *widths), "leaky_relu"), _activation("leaky_relu"))
             out_features = widths[-1]
@@ -239,8 +250,15 @@ class ImageDiscriminator(nn.Module):
                 in_channels, image_size, widths, "leaky_relu", batch_norm, num_classes=layer_classes, dropout=dropout
             )
             out_features = self.features.out_features
+        self.hidden = None
+        if hidden_width:
+            self.hidden = nn.Sequential(nn.Linear(out_features, hidden_width), _activation("leaky_relu"))
+            out_features = hidden_width
         self.logit = nn.Linear(out_features, 1)
-        self.projection = nn.Embedding(num_classes, out_features) if label_input == "projection" else None
+        self.projection = None
+        if label_input == "projection":
+            self.projection = nn.Embedding(num_classes, out_features)
+            nn.init.xavier_uniform_(self.projection.weight)  # a linear layer's scale, as the one-hot projection of Miyato & Koyama
         if spectral_norm:
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
@@ -250,7 +268,11 @@ class ImageDiscriminator(nn.Module):
         """Logits ``[N]``; ``labels`` ``[N]`` are required exactly when the discriminator is conditional."""
         if (self.label_input == "none") != (labels is None):
             raise ValueError(f"this discriminator's label_input is {self.label_input!r}: pass labels exactly when it is not 'none'")
+        if self.centred:
+            x = 2 * x - 1
         h = self.features(x) if self.point_dim else self.features(x, labels if self.label_input == "layers" else None)
+        if self.hidden is not None:
+            h = self.hidden(h)
         logit = self.logit(h).squeeze(1)
         if self.projection is not None:
             logit = logit + (self.projection(labels) * h).sum(1)

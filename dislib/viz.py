@@ -559,6 +559,73 @@ def plot_history(history: History | Mapping[str, Any], keys: Sequence[str] | Non
     return fig
 
 
+def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
+    """The leak of ``code`` against what it still carries, one marker per point of a sweep.
+
+    ``summary`` is what :func:`dislib.sweep.run` returns (or ``sweep.json``). Left: the MLP and the
+    linear probe's accuracy on the code's means against the swap ratio; right: the same against
+    the code's KL in nats. Each marker is a point's mean over its seeds, its bars one standard
+    deviation; the paper's settings are squares, extensions circles, and a point whose code the
+    decoder hardly uses (``empty``) is hollow. The dotted line is chance.
+    """
+    points = summary["points"]
+    if not points:
+        raise ValueError("the sweep has no points: run dislib.sweep.run first")
+    carried = (("swap_ratio", f"swap ratio of {code}"), (f"{code}_kl_nats", f"KL of {code} (nats)"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    chance = np.mean([p["mean"]["chance_accuracy"] for p in points.values()])
+    for ax, (x_key, x_label) in zip(axes, carried):
+        for i, (name, point) in enumerate(points.items()):
+            mean, std = point["mean"], point["std"]
+            for kind, fill in (("mlp", "full"), ("linear", "none")):
+                y_key = f"{code}_{kind}_mean"
+                colour = f"C{i}"
+                ax.errorbar(mean[x_key], 100 * mean[y_key], xerr=std[x_key], yerr=100 * std[y_key],
+                            marker="s" if point["faithful"] else "o", markersize=8 if kind == "mlp" else 6,
+                            color=colour, mfc="white" if point["empty"] or fill == "none" else colour,
+                            linestyle="none", capsize=3,
+                            label=f"{name}{' (empty)' if point['empty'] else ''}" if kind == "mlp" else None)
+        ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(x_label, fontsize=11)
+        ax.set_ylabel(f"digit read from the mean of {code} (%)", fontsize=11)
+        ax.tick_params(labelsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("large marker: MLP probe, small hollow: linear probe", fontsize=10)
+    axes[1].legend(fontsize=9, loc="best")
+    plt.close(fig)
+    return fig
+
+
+def plot_adversary_lag(history: History | Mapping[str, Any], title: str = "") -> Figure:
+    """The adversary on ``z`` beside probes fitted afresh, at every evaluation of a run.
+
+    ``test_code_adversary_accuracy`` is the accuracy of the classifier trained inside the model
+    (on what it reads); ``z_accuracy`` and ``z_sample_accuracy`` are quick probes fitted afresh on
+    the held-out codes (means and samples). The gap between them is how far the adversary lags.
+    """
+    if isinstance(history, Mapping):
+        history = History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
+    needed = ("test_code_adversary_accuracy", "z_accuracy")
+    if not history.steps or any(k not in history.metrics[0] for k in needed):
+        raise ValueError(f"this history has no {' and '.join(needed)}: it comes from a model with an adversary "
+                         "on z (zheng), evaluated on labelled data")
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    names = {"test_code_adversary_accuracy": "the adversary C_z (in training)", "z_accuracy": "quick probe, means of z",
+             "z_sample_accuracy": "quick probe, samples of z", "chance_accuracy": "chance"}
+    for key, label in names.items():
+        if key in history.metrics[0]:
+            ax.plot(history.steps, [100 * m[key] for m in history.metrics], marker="o", label=label,
+                    linestyle=":" if key == "chance_accuracy" else "-")
+    ax.set_xlabel("step", fontsize=11)
+    ax.set_ylabel("digit accuracy (%)", fontsize=11)
+    ax.set_title(title, fontsize=11)
+    ax.tick_params(labelsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    plt.close(fig)
+    return fig
+
+
 # sliders -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SliderRange:

@@ -68,6 +68,14 @@ def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_pat
         assert evaluated[key] > 0, key
     assert 1.0 <= evaluated["inception_score"] <= evaluated["classifier_classes"]
     assert (out / "classifier.pt").exists()
+    # two-code models get the leak report: MLP and linear probes on each code's means (and samples of z)
+    if model in ("zheng", "cvaegan", "cvae"):
+        leak = evaluated["leak"]
+        assert {"s_mlp_mean", "s_linear_mean", "z_mlp_mean", "z_linear_mean", "z_mlp_sample", "z_kl_nats",
+                "swap_ratio", "chance_accuracy"} <= set(leak)
+        assert all(0.0 <= leak[k] <= 1.0 for k in leak if k.endswith(("_mean", "_sample", "chance_accuracy")))
+    else:
+        assert "leak" not in evaluated
 
 
 def test_evaluate_without_a_run_explains(tmp_path, capsys):

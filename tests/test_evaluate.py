@@ -65,7 +65,7 @@ def test_swap_ratio_needs_a_class_with_two_images():
 
 def test_quick_metrics_is_a_flat_dict_of_floats():
     metrics = evaluate.quick_metrics(Pixels(), pixel_data(200), size=100)
-    assert set(metrics) == {"s_accuracy", "z_accuracy", "chance_accuracy", "kl_nats", "swap_ratio"}
+    assert set(metrics) == {"s_accuracy", "z_accuracy", "z_sample_accuracy", "chance_accuracy", "kl_nats", "swap_ratio"}
     assert metrics["s_accuracy"] > 0.95 and all(isinstance(v, float) for v in metrics.values())
 
 
@@ -83,3 +83,21 @@ def test_where_z_leaks_reads_the_mean_a_sample_and_the_active_and_collapsed_dime
     assert 0 < out["active_dimensions"] < 4
     assert {"mean", "sample", "active", "collapsed"} <= set(out)
     assert all(0.0 <= out[k].test_error <= 1.0 for k in ("mean", "sample", "active", "collapsed"))
+
+
+def test_linear_probe_reads_a_linear_label_and_refuses_unknown_kinds():
+    train, test = pixel_data(400, 0), pixel_data(400, 1)
+    onehot = lambda y: torch.nn.functional.one_hot(y, 10).float()  # noqa: E731
+    linear = evaluate.probe(onehot(train.labels), train.labels, onehot(test.labels), test.labels, kind="linear")
+    assert linear.test_error < 0.02
+    with pytest.raises(ValueError, match="kind is one of"):
+        evaluate.probe(onehot(train.labels), train.labels, onehot(test.labels), test.labels, kind="forest")
+
+
+def test_leak_report_probes_each_reading_of_each_code():
+    report = evaluate.leak_report(Pixels(), pixel_data(300, 0), pixel_data(300, 1))
+    probes = {f"{c}_{k}_{v}" for c, v in (("s", "mean"), ("z", "mean"), ("z", "sample")) for k in ("mlp", "linear")}
+    assert set(report) == probes | {"chance_accuracy", "z_kl_nats", "swap_ratio"}
+    assert report["s_mlp_mean"] > 0.98 and report["s_linear_mean"] > 0.98  # s is the label itself
+    assert report["z_linear_mean"] > 0.98 and 0.4 < report["chance_accuracy"] < 0.6  # z holds the label's pixel too
+    assert report["z_kl_nats"] > 0 and report["swap_ratio"] > 1.0

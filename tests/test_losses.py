@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from dislib import losses
@@ -112,3 +113,9 @@ def test_a_black_pixel_pushes_a_sigmoid_location_down_for_ever_but_a_linear_one_
     logits.grad = None
     losses.image_nll(logits[None], target[None], "laplace-linear", 0.005).sum().backward()
     assert logits.grad.tolist() == [-200.0, -200.0, 200.0]  # below the data: up; above: down
+
+
+def test_per_unit_vae_terms_divide_each_weight_by_what_its_term_sums_over():
+    reconstruction, kl = torch.tensor([100.0, 300.0]), torch.tensor([4.0, 8.0])
+    value = losses.per_unit_vae_terms(reconstruction, kl, 10.0, 2.0, pixels=50, code_dim=4)
+    assert value.item() == pytest.approx(10 / 50 * 200 + 2 / 4 * 6)

@@ -120,7 +120,7 @@ def test_encode_decode_sample_shapes_and_range():
     assert images.shape == (6, 1, 28, 28) and 0.0 <= images.min() and images.max() <= 1.0
     assert model.sample(torch.tensor([0, 1, 3])).shape == (3, 1, 28, 28)
     metrics = model.evaluate(data)
-    assert set(metrics) == {"test_reconstruction", "test_kl", "test_mixture_accuracy"}
+    assert set(metrics) == {"test_reconstruction", "test_kl", "test_mixture_accuracy", "test_code_adversary_accuracy"}
     assert 0.0 <= metrics["test_mixture_accuracy"] <= 1.0
 
 
@@ -285,6 +285,8 @@ def test_presets_keep_the_authors_values():
     assert (paper.lr, paper.betas, paper.margin, paper.likelihood_weight) == (5e-4, (0.0, 0.9), 0.0, 0.1)
     assert (paper.reconstruction_weight, paper.kl_weight, paper.code_adversary_weight, paper.generator_weight) == (10, 1, 1, 1)
     assert (paper.lr_drop_epochs, paper.lr_drop_factor, paper.widths) == (2, 0.01, (32, 64, 128, 256))
+    assert (paper.precision_lr, paper.discriminator_hidden, paper.code_adversary_input) == (5e-4, 512, "sample")
+    assert (paper.code_adversary_steps, paper.code_adversary_memory) == (1, 0)
     laptop = Zheng.PRESETS["mnist"]
     assert laptop.widths != paper.widths and laptop.reconstruction_weight == paper.reconstruction_weight
     assert Zheng.budget("full").batch_size == 96
@@ -329,3 +331,41 @@ def test_code_adversary_steps_update_c_z_that_many_times():
     assert {int(s["step"]) for s in state.values()} == {3}
     with pytest.raises(ValueError, match="code_adversary_steps must be >= 1"):
         ZhengConfig(code_adversary_steps=0)
+
+
+def test_discriminator_reads_centred_pixels_through_a_hidden_layer():
+    data = tiny_images()
+    model = small_model(data, discriminator_hidden=6)
+    d = model.discriminator.eval()  # spectral norm's power iteration stands still
+    assert d.centred and d.hidden[0].out_features == 6 and d.projection.weight.shape[1] == 6
+    x, y = data.images[:4], data.labels[:4]
+    expected = d.logit(d.hidden(d.features(2 * x - 1))).squeeze(1) + (d.projection(y) * d.hidden(d.features(2 * x - 1))).sum(1)
+    torch.testing.assert_close(d(x, y), expected)
+
+
+def test_code_adversary_memory_keeps_the_last_codes_and_feeds_c_z_from_them():
+    data = tiny_images(16, classes=4)
+    model = small_model(data, code_adversary_memory=12, code_adversary_input="mean", code_adversary_steps=2)
+    for _ in range(2):
+        model.train_step(batch_of(model, data))
+    assert int(model.memory_written) == 16 and set(model.memory_labels.tolist()) <= set(range(4))
+    mu, _ = model.unspecified_encoder(data.images[:8])
+    assert model.memory_codes.abs().sum(1).gt(0).all()  # every slot written, the oldest overwritten
+    codes, labels = model.code_adversary_batch(mu, data.labels[:8])
+    assert codes.shape == (8, 5) and all(any(torch.equal(c, m) for m in model.memory_codes) for c in codes)
+    copy = Model.from_checkpoint(model.checkpoint())
+    assert torch.equal(copy.memory_codes, model.memory_codes) and int(copy.memory_written) == 16
+    without = small_model(data)
+    codes, labels = without.code_adversary_batch(mu, data.labels[:8])
+    assert codes is mu  # no memory: C_z reads the step's own codes, as in the authors' code
+    with pytest.raises(ValueError, match="code_adversary_memory"):
+        ZhengConfig(code_adversary_memory=-1)
+
+
+def test_evaluate_reports_the_adversary_on_what_it_reads():
+    data = tiny_images(16, classes=4)
+    model = small_model(data, code_adversary_input="mean").eval()
+    metrics = model.evaluate(data)
+    mu, _ = model.unspecified_encoder(data.images)
+    expected = (model.code_adversary(mu).argmax(1) == data.labels).float().mean().item()
+    assert metrics["test_code_adversary_accuracy"] == pytest.approx(expected)

@@ -193,9 +193,9 @@ class CVAEGAN(Disentangler):
             + w_G\big[-D(G(y, z), y) - D(G(y, \tilde z), y)\big]
         """
         c = self.config
-        reconstruction = c.reconstruction_weight / per_input * terms["reconstruction"].mean()
-        kl = c.kl_weight / c.unspecified_dim * terms["kl"].mean()
-        return reconstruction + kl + c.generator_weight * (terms["reconstruction_gan"].mean() + terms["sample_gan"].mean())
+        vae = losses.per_unit_vae_terms(terms["reconstruction"], terms["kl"], c.reconstruction_weight, c.kl_weight,
+                                        per_input, c.unspecified_dim)
+        return vae + c.generator_weight * (terms["reconstruction_gan"].mean() + terms["sample_gan"].mean())
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """A VAE-GAN's step (Larsen et al. 2016, Algorithm 1; Bao et al. 2017): the encoder and the

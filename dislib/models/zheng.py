@@ -60,9 +60,11 @@ class ZhengConfig(ImageConfig):
         width of the fully connected layer after them (paper, CIFAR-10 table: 32-64-128-256 and
         1024; four stride-2 layers take 28 or 32 pixels to 2x2, so the decoder's first layer,
         256 maps of 2x2, is the table's "fc, 1024" of the decoder).
-    discriminator_widths
+    discriminator_widths, discriminator_hidden
         Channels of ``D``'s 5x5 stride-2 convolutions (ours: the table's 128-256-256 without its
-        first stride-1 layer and its fc 512).
+        first stride-1 layer) and the units of its fully connected layer (code and paper: fc 512),
+        which the label's projection reads. ``D`` reads pixels in ``[-1, 1]`` (``2x - 1``), as the
+        code's does, whose generator ends in tanh.
     adversary_hidden
         Hidden units of ``C_z`` (paper, App. B.3: fc 256, then one unit per class).
     likelihood, pixel_scale
@@ -86,11 +88,16 @@ class ZhengConfig(ImageConfig):
         Weights of ``E_z``'s uniform-target loss (Eq. 5) and of the decoder's hinge loss on
         reconstructions and samples (Eq. 11) (code: 1 and 1).
     code_adversary_steps
-        Updates of ``C_z`` per training step, on the step's codes (code: 1; ours: more, so that
-        ``C_z`` keeps up with ``E_z`` and its uniform target means the label is gone).
+        Updates of ``C_z`` per training step (code: 1; ours: more, so that ``C_z`` keeps up with
+        ``E_z`` and its uniform target means the label is gone).
     code_adversary_input
         What ``C_z`` reads: ``"sample"``, a draw of ``q(z|x)`` (code), or ``"mean"``, its mean
         (ours, an option: what the probes of the book read).
+    code_adversary_memory
+        0: ``C_z`` trains on the step's own codes (code). Otherwise the codes (and labels) of the
+        last ``code_adversary_memory`` images are kept, and each of ``C_z``'s updates reads a
+        batch drawn from them (ours): like a probe fitted afresh, it sees thousands of codes, not
+        the 96 of one step.
     max_precision
         The class precisions are clamped to ``[1 / max_precision, max_precision]`` (ours): the
         likelihood term rewards ever tighter Gaussians, App. B.4 reports the instability, and an
@@ -98,9 +105,7 @@ class ZhengConfig(ImageConfig):
     lr, betas
         Adam for every player (code: 5e-4, betas (0, 0.9)).
     precision_lr
-        Adam's rate for the class precisions (ours: the code gives them a rate of their own, whose
-        value NOTES.md does not record; at ``lr`` a precision moves by about ``lr`` per step and
-        cannot follow codes whose spread is far from 1 within the budget).
+        Adam's rate for the class precisions (code: 5e-4 at the start, the rate of every player).
     lr_drop_epochs, lr_drop_factor
         Stage 1's learning rate is multiplied by ``lr_drop_factor`` after ``lr_drop_epochs``
         epochs (paper, App. B.4: 0.01 after 2). The code keeps ``E_s`` and the means at ``lr``
@@ -120,6 +125,7 @@ class ZhengConfig(ImageConfig):
     widths: tuple[int, ...] = (32, 64, 128, 256)
     hidden_width: int = 1024
     discriminator_widths: tuple[int, ...] = (128, 256, 256)
+    discriminator_hidden: int = 512
     adversary_hidden: int = 256
     likelihood: str = "gaussian"
     pixel_scale: float = math.sqrt(2) / 4
@@ -133,10 +139,11 @@ class ZhengConfig(ImageConfig):
     generator_weight: float = 1.0
     code_adversary_input: str = "sample"
     code_adversary_steps: int = 1
+    code_adversary_memory: int = 0
     max_precision: float = 1e4
     lr: float = 5e-4
     betas: tuple[float, float] = (0.0, 0.9)
-    precision_lr: float = 5e-3
+    precision_lr: float = 5e-4
     lr_drop_epochs: float = 2.0
     lr_drop_factor: float = 0.01
     unlabelled_classes: tuple[int, ...] = ()
@@ -148,6 +155,8 @@ class ZhengConfig(ImageConfig):
             raise ValueError(f"code sizes must be positive, got s={self.specified_dim}, z={self.unspecified_dim}")
         if self.code_adversary_steps < 1:
             raise ValueError(f"code_adversary_steps must be >= 1, got {self.code_adversary_steps}")
+        if self.code_adversary_memory < 0:
+            raise ValueError(f"code_adversary_memory is a number of codes kept (0: none), got {self.code_adversary_memory}")
         if self.gm_steps < 1:
             raise ValueError(f"gm_steps must be >= 1, got {self.gm_steps}")
         if self.margin < 0:
@@ -177,9 +186,9 @@ def autoencoder_objective(terms: dict[str, Tensor], config: ZhengConfig, pixels:
     (Eq. 11), so one Adam over the three, which is elementwise, equals the code's three.
     """
     c = config
-    total = (c.reconstruction_weight / pixels * terms["reconstruction"].mean()
-             + c.specified_likelihood_weight * terms["likelihood"].mean()
-             + c.kl_weight / c.unspecified_dim * terms["kl"].mean())
+    total = (losses.per_unit_vae_terms(terms["reconstruction"], terms["kl"], c.reconstruction_weight, c.kl_weight,
+                                       pixels, c.unspecified_dim)
+             + c.specified_likelihood_weight * terms["likelihood"].mean())
     if "adversarial" in terms:
         gan = terms["reconstruction_gan"].mean() + terms["sample_gan"].mean()
         total = total + c.code_adversary_weight * terms["adversarial"].mean() + c.generator_weight * gan
@@ -223,7 +232,11 @@ class Zheng(Disentangler):
         self.discriminator = ImageDiscriminator(
             c.image_channels, c.image_size, c.discriminator_widths, c.num_classes,
             label_input="projection", batch_norm=False, spectral_norm=True, point_dim=c.point_dim,
+            hidden_width=c.discriminator_hidden, centred=True,
         )
+        self.register_buffer("memory_codes", torch.zeros(c.code_adversary_memory, c.unspecified_dim))
+        self.register_buffer("memory_labels", torch.zeros(c.code_adversary_memory, dtype=torch.long))
+        self.register_buffer("memory_written", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch: int | None = None
 
         def adam(params: list[nn.Parameter]) -> torch.optim.Adam:
@@ -411,13 +424,32 @@ class Zheng(Disentangler):
         self.optimizer_step("discriminator", discriminator_loss)
 
         # the adversarial classifier C_z: cross-entropy of the label read from z (Eq. 4)
+        self.remember_codes(made["adversary_input"].detach(), y)
         for _ in range(self.config.code_adversary_steps):
+            codes, labels = self.code_adversary_batch(made["adversary_input"].detach(), y)
             with self.autocast():
-                code_adversary_loss = F.cross_entropy(self.code_adversary(made["adversary_input"].detach()), y)
+                code_adversary_loss = F.cross_entropy(self.code_adversary(codes), labels)
             self.optimizer_step("code_adversary", code_adversary_loss)
 
         self.steps_done += 1
         return self.report({"gm": gm, **terms, "discriminator": discriminator_loss, "code_adversary": code_adversary_loss})
+
+    def remember_codes(self, codes: Tensor, labels: Tensor) -> None:
+        """Write a step's codes and labels over the oldest ones of the memory (``code_adversary_memory``)."""
+        size = self.config.code_adversary_memory
+        if not size:
+            return
+        slots = (self.memory_written + torch.arange(len(codes), device=codes.device)) % size
+        self.memory_codes[slots] = codes.float()
+        self.memory_labels[slots] = labels
+        self.memory_written += len(codes)
+
+    def code_adversary_batch(self, codes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """What one update of ``C_z`` reads: the step's own codes, or as many drawn from the memory."""
+        if not self.config.code_adversary_memory:
+            return codes, labels
+        rows = torch.randint(min(int(self.memory_written), self.config.code_adversary_memory), (len(codes),), device=codes.device)
+        return self.memory_codes[rows], self.memory_labels[rows]
 
     def unlabelled_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Sec. 3.6 on images without labels, ``batch["x_unlabelled"]``: stage 2 only, with ``L_lkd``
@@ -442,8 +474,10 @@ class Zheng(Disentangler):
     def evaluate(self, data: LabelledData, batch_size: int = 500) -> dict[str, float]:
         """Held-out numbers of the model itself: ``-log p(x | s, z)`` at one sample of ``q(z|x)`` and
         ``KL(q(z|x) || N(0, I))``, in nats per image, and the accuracy of the mixture's own classifier,
-        ``argmax_k logits_k(E_s(x))`` (Eq. 8 without margin). Probes are the caller's."""
-        sums = {"reconstruction": 0.0, "kl": 0.0, "mixture_accuracy": 0.0}
+        ``argmax_k logits_k(E_s(x))`` (Eq. 8 without margin), and the accuracy of ``C_z`` on what it
+        reads (a mean or a sample of ``q(z|x)``): beside a probe fitted afresh on the same codes, it
+        says how far the adversary lags. Probes are the caller's."""
+        sums = {"reconstruction": 0.0, "kl": 0.0, "mixture_accuracy": 0.0, "code_adversary_accuracy": 0.0}
         log_precisions = self.log_precisions()
         for i in range(0, len(data), batch_size):
             x, y = data.inputs[i : i + batch_size], data.labels[i : i + batch_size]
@@ -454,4 +488,6 @@ class Zheng(Disentangler):
             sums["reconstruction"] += self.reconstruction_nll(output, x).float().sum().item()
             sums["kl"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).float().sum().item()
             sums["mixture_accuracy"] += (logits.argmax(1) == y).float().sum().item()
+            read = z if self.config.code_adversary_input == "sample" else codes.unspecified
+            sums["code_adversary_accuracy"] += (self.code_adversary(read).argmax(1) == y).float().sum().item()
         return {f"test_{k}": v / len(data) for k, v in sums.items()}

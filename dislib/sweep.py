@@ -1,0 +1,154 @@
+"""A trade-off curve over a model's settings: ``python -m dislib sweep zheng-mnist``.
+
+A *sweep* trains one model on one dataset at its own full budget for several settings (the
+*points* of the curve, :data:`SWEEPS`), each with several seeds, and measures every run with the
+book's leak protocol (:func:`dislib.evaluate.leak_report`): MLP and linear probes fitted afresh on
+the codes of 10,000 training images and tested on 10,000 test images, on the means and on samples
+of each code, beside the KL of each code in nats and the swap ratio of ``z``. A point whose ``z``
+carries almost nothing (swap ratio below :data:`EMPTY_SWAP`) is marked ``empty``: its low leak
+is a code with nothing in it, not a split.
+
+Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``
+and the run's history of held-out metrics); a finished run is reused, an unfinished one resumed.
+``sweep.json`` in ``RUNS`` holds every run and each point's mean and spread over the seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dislib import data, settings
+from dislib.compare import map_runs, spread
+from dislib.evaluate import leak_report
+from dislib.models import MODELS
+from dislib.train import METRICS, fit, load_model
+
+EVALUATION = "evaluation.json"
+PROTOCOL_VERSION = 1  # bump when a measurement changes: stored evaluations of another version are redone
+EMPTY_SWAP = 1.1
+"""A swap ratio below this marks a ``z`` that the decoder hardly uses: the setting emptied it."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting of the curve: its name, run key, the model settings and whether it is the paper's."""
+
+    name: str
+    key: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    faithful: bool = False
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A model, the dataset it trains on, and the points of its curve."""
+
+    model: str
+    dataset: str
+    points: tuple[Point, ...]
+
+
+STRONG_ADVERSARY = dict(code_adversary_input="mean", code_adversary_steps=5, code_adversary_memory=4_096)
+"""C_z on the means of ``q(z|x)``, five updates per step, each on 96 codes drawn from the last 4,096 (ours)."""
+
+SWEEPS = {
+    "zheng-mnist": Sweep("zheng", "mnist", (
+        Point("authors' settings (z 100)", "faithful", {}, faithful=True),
+        Point("strong C_z, z 100", "strong-z100", STRONG_ADVERSARY),
+        Point("strong C_z, z 32, weight 3", "strong-z32-w3", {**STRONG_ADVERSARY, "unspecified_dim": 32, "code_adversary_weight": 3.0}),
+        Point("strong C_z, z 16", "strong-z16", {**STRONG_ADVERSARY, "unspecified_dim": 16}),
+        Point("strong C_z, z 16, weight 3", "strong-z16-w3", {**STRONG_ADVERSARY, "unspecified_dim": 16, "code_adversary_weight": 3.0}),
+    )),
+}
+
+
+@dataclass(frozen=True)
+class SweepBudget:
+    """The model budget each run trains for, the seeds, the probe's images, and the processes.
+
+    ``threads`` is each run's CPU threads and ``jobs`` how many runs train at once; ``probe_size``
+    training images fit the probes and as many test images test them.
+    """
+
+    model_budget: str
+    seeds: tuple[int, ...]
+    probe_size: int
+    threads: int = 1
+    jobs: int = 2
+
+
+BUDGETS = {
+    "full": SweepBudget("full", seeds=(0, 1, 2), probe_size=10_000),
+    "smoke": SweepBudget("smoke", seeds=(0,), probe_size=300, jobs=1),
+}
+
+
+def points_named(sweep: Sweep, keys: list[str] | None) -> tuple[Point, ...]:
+    """The sweep's points with these keys (all when ``None``), or a ValueError naming the known keys."""
+    if not keys:
+        return sweep.points
+    known = {p.key: p for p in sweep.points}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ValueError(f"no point {unknown} in this sweep; its points are {', '.join(known)}")
+    return tuple(known[k] for k in keys)
+
+
+def run(
+    name: str = "zheng-mnist",
+    budget: str = "full",
+    runs: str | Path | None = None,
+    points: list[str] | None = None,
+    device: str | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or reuse) every run of the sweep's ``points`` and measure each; write ``sweep.json`` in
+    ``runs`` (default ``runs/sweep-NAME``) and return what it holds."""
+    if name not in SWEEPS:
+        raise ValueError(f"no sweep {name!r}; the sweeps are {', '.join(SWEEPS)}")
+    sweep, plan = SWEEPS[name], BUDGETS[settings.budget(budget)]
+    chosen, folder = points_named(sweep, points), Path(runs or f"runs/sweep-{name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = [(point, seed) for point in chosen for seed in plan.seeds]
+    args = [(sweep, point, seed, plan, folder, device) for point, seed in tasks]
+    results = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc=name)
+    summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "budget": settings.budget(budget),
+               "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
+    for point in chosen:
+        mine = [r for (p, _), r in zip(tasks, results) if p == point]
+        stats = spread([{k: v for k, v in r.items() if k != "history"} for r in mine])
+        summary["points"][point.name] = {"key": point.key, "settings": point.settings, "faithful": point.faithful,
+                                         "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
+                                         "runs": mine, **stats}
+    (folder / "sweep.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None) -> dict:
+    """Train (or resume, or reuse) one run and measure it; the measurement is kept in its directory."""
+    out = folder / f"{point.key}-seed{seed}"
+    stored = out / EVALUATION
+    if stored.exists() and (out / METRICS).exists():
+        result = json.loads(stored.read_text())
+        if (result.get("protocol_version"), result.get("seed"), result.get("probe_size")) == (PROTOCOL_VERSION, seed, plan.probe_size):
+            return result
+    train, test = data.load(sweep.dataset, "train"), data.load(sweep.dataset, "test")
+    settings.seed_everything(seed)
+    model = MODELS[sweep.model].for_dataset(train, **point.settings)
+    history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False)
+    trained = json.loads((out / METRICS).read_text())
+    model = load_model(out, device)
+    probe_set = slice(0, plan.probe_size)
+    with torch.no_grad():
+        measured = leak_report(model, train.subset(probe_set), test.subset(probe_set), seed)
+    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "probe_size": plan.probe_size, **measured,
+              **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
+              "history": {"steps": history.steps, "metrics": history.metrics}}
+    stored.write_text(json.dumps(result, indent=1))
+    return result

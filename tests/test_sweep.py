@@ -1,0 +1,82 @@
+"""Trade-off sweeps (dislib.sweep), their command and their figures, on tiny fake digits."""
+
+import json
+
+import pytest
+import torch
+
+from dislib import __main__ as cli
+from dislib import compare, data, sweep, viz
+from dislib.data.base import ImageDataset
+from dislib.models import Zheng
+
+TINY = sweep.SweepBudget("smoke", seeds=(0, 1), probe_size=60, jobs=1)
+SMALL = dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), discriminator_hidden=8,
+             adversary_hidden=8, specified_dim=3)
+TOY = sweep.Sweep("zheng", "mnist", (
+    sweep.Point("paper", "paper", {**SMALL, "unspecified_dim": 5}, faithful=True),
+    sweep.Point("strong C_z", "strong", {**SMALL, **sweep.STRONG_ADVERSARY, "code_adversary_memory": 64, "unspecified_dim": 4}),
+))
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """``mnist`` replaced by 80 noisy 1x28x28 images of four classes, the class drawn as a bright row."""
+
+    def load(split, root):
+        g = torch.Generator().manual_seed(int(split == "test"))
+        labels = torch.arange(80) % 4
+        images = torch.rand(80, 1, 28, 28, generator=g) * 0.3
+        images[torch.arange(80), 0, 4 + 5 * labels] = 1.0
+        return ImageDataset(images, labels, 4, "mnist")
+
+    monkeypatch.setitem(data._LOADERS, "mnist", load)
+    monkeypatch.setitem(sweep.BUDGETS, "smoke", TINY)
+    monkeypatch.setitem(sweep.SWEEPS, "toy", TOY)
+    monkeypatch.setattr(Zheng, "BUDGETS", {**Zheng.BUDGETS, "smoke": Zheng.BUDGETS["smoke"].__class__(
+        steps=4, batch_size=16, eval_every=2, eval_size=40)})
+
+
+def test_a_sweep_trains_every_point_and_seed_measures_each_and_reuses_finished_runs(fake_mnist, tmp_path):
+    summary = sweep.run("toy", "smoke", tmp_path, progress=False)
+    assert list(summary["points"]) == ["paper", "strong C_z"] and summary["budget"] == "smoke"
+    point = summary["points"]["strong C_z"]
+    assert [r["seed"] for r in point["runs"]] == [0, 1] and point["faithful"] is False
+    for key in ("s_mlp_mean", "z_mlp_mean", "z_linear_mean", "z_mlp_sample", "z_linear_sample", "z_kl_nats", "swap_ratio"):
+        assert key in point["mean"] and key in point["std"]
+    assert point["empty"] == (point["mean"]["swap_ratio"] < sweep.EMPTY_SWAP)
+    lag = point["runs"][0]["history"]
+    assert lag["steps"] == [2, 4] and "test_code_adversary_accuracy" in lag["metrics"][0]
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    assert stored["points"]["paper"]["mean"] == summary["points"]["paper"]["mean"]
+    before = (tmp_path / "strong-seed0" / "evaluation.json").stat().st_mtime_ns
+    assert sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)["points"]["strong C_z"]["runs"] == point["runs"]
+    assert (tmp_path / "strong-seed0" / "evaluation.json").stat().st_mtime_ns == before  # reused, not redone
+
+
+def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):
+    summary = sweep.run("toy", "smoke", tmp_path, progress=False)
+    figure = viz.plot_tradeoff(summary)
+    assert len(figure.axes) == 2 and "swap ratio" in figure.axes[0].get_xlabel()
+    lag = viz.plot_adversary_lag(summary["points"]["paper"]["runs"][0]["history"])
+    assert [line.get_label() for line in lag.axes[0].lines][:2] == ["the adversary C_z (in training)", "quick probe, means of z"]
+    with pytest.raises(ValueError, match="no test_code_adversary_accuracy"):
+        viz.plot_adversary_lag({"steps": [1], "metrics": [{"z_accuracy": 0.5}]})
+    with pytest.raises(ValueError, match="no points"):
+        viz.plot_tradeoff({"points": {}})
+
+
+def test_bad_names_are_refused_with_the_known_ones(fake_mnist, tmp_path):
+    with pytest.raises(ValueError, match="the sweeps are"):
+        sweep.run("nothing", "smoke", tmp_path)
+    with pytest.raises(ValueError, match="its points are paper, strong"):
+        sweep.run("toy", "smoke", tmp_path, points=["huge"])
+    with pytest.raises(ValueError, match="at least 1"):
+        compare.map_runs(len, [("a",)], 0, 1, False, "x")
+
+
+def test_the_command_prints_each_points_means(fake_mnist, tmp_path, capsys):
+    assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["means"]) == {"paper"} and "z_mlp_mean" in printed["means"]["paper"]
+    assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "huge"]) == 2
