@@ -274,14 +274,15 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
         row = {"supervision": result["supervision"]}
         for key, column in list(COLUMNS.items())[1:]:
             if key in mean:
-                row[column] = _spread_cell(key, mean[key], std[key], len(result["runs"]))
+                row[column] = spread_cell(key, mean[key], std[key], len(result["runs"]))
         rows[name] = row
     return table(rows, columns=[c for c in COLUMNS.values() if any(c in r for r in rows.values())], label="method")
 
 
-def _spread_cell(key: str, mean: float, std: float, runs: int) -> str:
-    """``"97.1 ± 0.4%"``, ``"0.052 ± 0.003"``, ``"12.4 ± 1.0"``, ``"1,234 ± 56"``; the mean alone for one run."""
-    if "accuracy" in key:
+def spread_cell(key: str, mean: float, std: float, runs: int, percent: bool | None = None) -> str:
+    """``"97.1 ± 0.4%"``, ``"0.052 ± 0.003"``, ``"12.4 ± 1.0"``, ``"1,234 ± 56"``; the mean alone for one run.
+    Accuracies (``percent``; default: keys that say ``accuracy``) are shown in percent."""
+    if ("accuracy" in key) if percent is None else percent:
         mean, std, unit, digits = 100 * mean, 100 * std, "%", 1
     else:
         unit = ""

@@ -20,12 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from dislib import data, settings
-from dislib.compare import map_runs, spread
+from dislib.compare import map_runs, spread, spread_cell
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
+from dislib.report import table
 from dislib.train import METRICS, fit, load_model
 
 EVALUATION = "evaluation.json"
@@ -59,10 +61,10 @@ STRONG_ADVERSARY = dict(code_adversary_input="mean", code_adversary_steps=5, cod
 SWEEPS = {
     "zheng-mnist": Sweep("zheng", "mnist", (
         Point("authors' settings (z 100)", "faithful", {}, faithful=True),
-        Point("strong C_z, z 100", "strong-z100", STRONG_ADVERSARY),
-        Point("strong C_z, z 32, weight 3", "strong-z32-w3", {**STRONG_ADVERSARY, "unspecified_dim": 32, "code_adversary_weight": 3.0}),
-        Point("strong C_z, z 16", "strong-z16", {**STRONG_ADVERSARY, "unspecified_dim": 16}),
         Point("strong C_z, z 16, weight 3", "strong-z16-w3", {**STRONG_ADVERSARY, "unspecified_dim": 16, "code_adversary_weight": 3.0}),
+        Point("strong C_z, z 16", "strong-z16", {**STRONG_ADVERSARY, "unspecified_dim": 16}),
+        Point("strong C_z, z 32, weight 3", "strong-z32-w3", {**STRONG_ADVERSARY, "unspecified_dim": 32, "code_adversary_weight": 3.0}),
+        Point("strong C_z, z 100", "strong-z100", STRONG_ADVERSARY),
     )),
 }
 
@@ -152,3 +154,25 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
               "history": {"steps": history.steps, "metrics": history.metrics}}
     stored.write_text(json.dumps(result, indent=1))
     return result
+
+
+COLUMNS = {
+    "z_mlp_mean": "z: MLP, means", "z_linear_mean": "z: linear, means", "z_mlp_sample": "z: MLP, samples",
+    "z_linear_sample": "z: linear, samples", "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio",
+    "s_mlp_mean": "s: MLP", "s_linear_mean": "s: linear", "chance_accuracy": "chance", "seconds": "seconds",
+}
+"""The table's columns: the key in ``sweep.json`` and the name shown (accuracies of the digit, in percent)."""
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """The sweep as a table of ``mean ± std`` over seeds, one row per point, the paper's marked and
+    points whose ``z`` is empty flagged."""
+    rows = {}
+    for name, point in summary["points"].items():
+        row = {"settings": "the paper's" if point["faithful"] else "extension", "z empty": "yes" if point["empty"] else "no"}
+        for key, column in COLUMNS.items():
+            if key in point["mean"]:
+                accuracy = key.endswith(("_mean", "_sample", "accuracy"))
+                row[column] = spread_cell(key, point["mean"][key], point["std"][key], len(point["runs"]), accuracy)
+        rows[name] = row
+    return table(rows, label="point (mean ± std over seeds)")

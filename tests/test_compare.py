@@ -110,11 +110,11 @@ def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_
 
 
 def test_cells_show_mean_and_spread_in_the_columns_unit():
-    assert compare._spread_cell("style_code_digit_accuracy", 0.9712, 0.004, 3) == "97.1 ± 0.4%"
-    assert compare._spread_cell("swap_ratio", 2.5, 0.25, 3) == "2.500 ± 0.250"
-    assert compare._spread_cell("style_code_kl_nats", 24.44, 1.0, 3) == "24.4 ± 1.0"
-    assert compare._spread_cell("images_per_second", 1234.5, 56.2, 3) == "1,234 ± 56"
-    assert compare._spread_cell("steps", 700.0, 0.0, 1) == "700"
+    assert compare.spread_cell("style_code_digit_accuracy", 0.9712, 0.004, 3) == "97.1 ± 0.4%"
+    assert compare.spread_cell("swap_ratio", 2.5, 0.25, 3) == "2.500 ± 0.250"
+    assert compare.spread_cell("style_code_kl_nats", 24.44, 1.0, 3) == "24.4 ± 1.0"
+    assert compare.spread_cell("images_per_second", 1234.5, 56.2, 3) == "1,234 ± 56"
+    assert compare.spread_cell("steps", 700.0, 0.0, 1) == "700"
 
 
 def test_swaps_take_the_style_of_one_image_and_the_digit_of_another(fake_styled):
