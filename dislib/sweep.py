@@ -157,9 +157,10 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
 
 
 COLUMNS = {
-    "z_mlp_mean": "z: MLP, means", "z_linear_mean": "z: linear, means", "z_mlp_sample": "z: MLP, samples",
-    "z_linear_sample": "z: linear, samples", "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio",
-    "s_mlp_mean": "s: MLP", "s_linear_mean": "s: linear", "chance_accuracy": "chance", "seconds": "seconds",
+    "z_mlp_mean": "z: MLP accuracy, means", "z_linear_mean": "z: linear accuracy, means",
+    "z_mlp_sample": "z: MLP accuracy, samples", "z_linear_sample": "z: linear accuracy, samples",
+    "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio", "s_mlp_mean": "s: MLP accuracy",
+    "s_linear_mean": "s: linear accuracy", "chance_accuracy": "chance accuracy", "seconds": "seconds",
 }
 """The table's columns: the key in ``sweep.json`` and the name shown (accuracies of the digit, in percent)."""
 

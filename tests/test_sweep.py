@@ -54,7 +54,7 @@ def test_a_sweep_trains_every_point_and_seed_measures_each_and_reuses_finished_r
     assert (tmp_path / "strong-seed0" / "evaluation.json").stat().st_mtime_ns == before  # reused, not redone
     shown = sweep.summary_table(summary)
     assert list(shown.index) == ["paper", "strong C_z"] and shown.loc["paper", "settings"] == "the paper's"
-    assert shown.loc["strong C_z", "z: MLP, means"].endswith("%") and "±" in shown.loc["strong C_z", "swap ratio"]
+    assert shown.loc["strong C_z", "z: MLP accuracy, means"].endswith("%") and "±" in shown.loc["strong C_z", "swap ratio"]
 
 
 def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):

@@ -66,9 +66,9 @@ COMPARISON_NETWORKS = dict(widths=(16, 32, 64, 128), hidden_width=256, discrimin
 share: the paper's widths halved or less, so that the full budget trains in about 15 minutes on
 one CPU thread."""
 
-TOY_NETWORKS = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), pixel_scale=0.1)
+TOY_NETWORKS = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), discriminator_hidden=0, pixel_scale=0.1)
 """The networks of the three-moons toy (Zheng & Sun, App. B.1), theirs and cVAE-GAN's: MLPs of 32,
-64 and 64 hidden units, and a reconstruction std of 0.1, the noise of the data (ours)."""
+64 and 64 hidden units (no fc 512 in ``D``), and a reconstruction std of 0.1, the noise of the data (ours)."""
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,10 @@ class CVAEGANConfig(ImageConfig):
     hidden_width
         Width of the encoder's fully connected layer after the convolutions (paper: 1024; unused
         for points).
-    discriminator_widths
-        Channels of ``D``'s 5x5 stride-2 convolutions (points: its hidden units).
+    discriminator_widths, discriminator_hidden
+        Channels of ``D``'s 5x5 stride-2 convolutions (points: its hidden units) and the units of
+        its fully connected layer, which the label's projection reads: Zheng & Sun's ``D``, which
+        also reads pixels in ``[-1, 1]``.
     likelihood, pixel_scale
         ``-log p(x | y, z)`` (see :func:`dislib.losses.image_nll`): a Gaussian of std
         ``sqrt(2) / 4``, which makes ``reconstruction_weight / P`` times the NLL the authors'
@@ -75,6 +77,7 @@ class CVAEGANConfig(ImageConfig):
     widths: tuple[int, ...] = (32, 64, 128, 256)
     hidden_width: int = 1024
     discriminator_widths: tuple[int, ...] = (128, 256, 256)
+    discriminator_hidden: int = 512
     likelihood: str = "gaussian"
     pixel_scale: float = math.sqrt(2) / 4
     reconstruction_weight: float = 10.0
@@ -119,6 +122,7 @@ class CVAEGAN(Disentangler):
         self.discriminator = ImageDiscriminator(
             c.image_channels, c.image_size, c.discriminator_widths, c.num_classes,
             label_input="projection", batch_norm=False, spectral_norm=True, point_dim=c.point_dim,
+            hidden_width=c.discriminator_hidden, centred=True,
         )
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.optimizers["autoencoder"] = torch.optim.Adam(autoencoder, lr=c.lr, betas=c.betas)
