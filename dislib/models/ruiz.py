@@ -23,7 +23,7 @@ Networks after App. D (Fig. 6), on dislib's pixel convention: the paper's images
 error on ``[0, 1]``, so the paper's Laplace scale 0.01 is 0.005 here: the same likelihood up to a
 constant. The Laplace location is the generator's linear output, not a squashed one (the paper's
 ``tanh``, our sigmoid, saturates under the L1 loss: :func:`dislib.losses.location`). The networks,
-likelihood, optimiser and budgets live in :mod:`dislib.models.base` (:class:`RuizConfig`,
+likelihood, optimiser and budgets live in :mod:`dislib.models.base.ruiz` (:class:`RuizConfig`,
 :class:`RuizModel`), which the unsupervised baselines of :mod:`dislib.models.ruiz_baselines` share.
 """
 
@@ -36,16 +36,15 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import (
-    RUIZ_LAPTOP_DISCRIMINATORS, Codes, RuizConfig, RuizModel, SymmetricKLConfig, register, ruiz_presets,
-)
+from dislib.models.base import Codes, register
+from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
 from dislib.nn import reparameterize
 
 
 @dataclass(frozen=True)
 class ReferenceConfig(RuizConfig):
     """Settings shared by :class:`RbVAE` and :class:`SRbVAE`: the networks, likelihood and optimiser of
-    :class:`dislib.models.base.RuizConfig` (the paper's by default, Sec. 5.2, App. D) and
+    :class:`dislib.models.base.ruiz.RuizConfig` (the paper's by default, Sec. 5.2, App. D) and
 
     Parameters
     ----------
@@ -89,7 +88,7 @@ class RbVAEConfig(ReferenceConfig):
 class SRbVAEConfig(SymmetricKLConfig, ReferenceConfig):
     """Settings of :class:`SRbVAE`: those of :class:`ReferenceConfig`, and those of the discriminators
     ``d(x, z, e)`` and ``d'(x, z)`` and of the terms of Eq. 8 and Eq. 10 in
-    :class:`dislib.models.base.SymmetricKLConfig` (the code reconstructions are
+    :class:`dislib.models.base.ruiz.SymmetricKLConfig` (the code reconstructions are
     ``-log q(z|x) - log q(e|x)`` on generated images; the image reconstructions take
     ``reconstruction_weight``)."""
 

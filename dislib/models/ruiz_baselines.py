@@ -3,7 +3,7 @@ reference-based models: VAE, beta-VAE, DIP-VAE-I, DIP-VAE-II and sVAE.
 
 "For a fair comparison, we have developed our own implementation for all the evaluated methods in
 order to use the same network architectures and hyper-parameters" (Sec. 5.2): here, the encoder
-and generator of App. D (:class:`dislib.models.base.RuizModel`: pooling encoder, upsampling
+and generator of App. D (:class:`dislib.models.base.ruiz.RuizModel`: pooling encoder, upsampling
 generator, pixel-wise normalisation, LeakyReLU 0.2), the Laplace likelihood of scale 0.005 on
 dislib's ``[0, 1]`` pixels (the paper's 0.01 on ``[-1, 1]``), Adam (1e-4, betas (0.5, 0.99),
 eps 1e-8), batches of 36 and the budgets of Rb-VAE and sRb-VAE.
@@ -44,16 +44,15 @@ from torch import Tensor
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import (
-    RUIZ_LAPTOP_DISCRIMINATORS, Codes, RuizConfig, RuizModel, SymmetricKLConfig, check_weights, register, ruiz_presets,
-)
+from dislib.models.base import Codes, check_weights, register
+from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
 from dislib.nn import reparameterize
 
 
 @dataclass(frozen=True)
 class BaselineConfig(RuizConfig):
     """Settings every baseline shares: the networks, likelihood and optimiser of
-    :class:`dislib.models.base.RuizConfig` (the paper's by default) and
+    :class:`dislib.models.base.ruiz.RuizConfig` (the paper's by default) and
 
     Parameters
     ----------
@@ -143,7 +142,7 @@ class DIPVAEIIConfig(DIPVAEConfig):
 class SVAEConfig(SymmetricKLConfig, BaselineConfig):
     """Settings of :class:`SVAE`: those of :class:`BaselineConfig`, those of the discriminator
     ``d(x, z)`` and of the adversarial and code reconstruction terms in
-    :class:`dislib.models.base.SymmetricKLConfig`, and
+    :class:`dislib.models.base.ruiz.SymmetricKLConfig`, and
 
     Parameters
     ----------
