@@ -27,6 +27,7 @@ from dislib import data, settings
 from dislib.compare import map_runs, spread, spread_cell
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
+from dislib.models.zheng import STRONG_ADVERSARY
 from dislib.report import table
 from dislib.train import METRICS, fit, load_model
 
@@ -54,9 +55,6 @@ class Sweep:
     dataset: str
     points: tuple[Point, ...]
 
-
-STRONG_ADVERSARY = dict(code_adversary_input="mean", code_adversary_steps=5, code_adversary_memory=4_096)
-"""C_z on the means of ``q(z|x)``, five updates per step, each on 96 codes drawn from the last 4,096 (ours)."""
 
 SWEEPS = {
     "zheng-mnist": Sweep("zheng", "mnist", (

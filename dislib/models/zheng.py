@@ -37,6 +37,11 @@ INITIAL_RAW_PRECISION = 0.54
 
 CODE_ADVERSARY_INPUTS = ("sample", "mean")
 
+STRONG_ADVERSARY = dict(code_adversary_input="mean", code_adversary_steps=5, code_adversary_memory=4_096)
+"""Ours, an extension: ``C_z`` reads the means of ``q(z|x)`` (what a probe reads), takes five updates
+per step, each on a batch drawn from the codes of the last 4,096 images, so that it keeps up with
+``E_z`` (the authors' code: a sample, one update, the step's own codes)."""
+
 TOY = dict(**TOY_NETWORKS, adversary_hidden=64, specified_dim=2, unspecified_dim=2, lr_drop_factor=1.0)
 """The toy of App. B.1 (``three-moons``): encoders, decoder and ``D`` are MLPs of 32, 64 and 64
 hidden units, Adam at a fixed learning rate (paper); two dimensions for each code and a
