@@ -29,7 +29,7 @@ from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.zheng import STRONG_ADVERSARY
 from dislib.report import table
-from dislib.train import METRICS, fit, load_model
+from dislib.train import METRICS, RunDirectoryError, fit, load_model, write_json
 
 EVALUATION = "evaluation.json"
 PROTOCOL_VERSION = 1  # bump when a measurement changes: stored evaluations of another version are redone
@@ -113,11 +113,15 @@ def run(
     if name not in SWEEPS:
         raise ValueError(f"no sweep {name!r}; the sweeps are {', '.join(SWEEPS)}")
     sweep, plan = SWEEPS[name], BUDGETS[settings.budget(budget)]
-    chosen, folder = points_named(sweep, points), Path(runs or f"runs/sweep-{name}")
+    chosen, folder, jobs = points_named(sweep, points), Path(runs or f"runs/sweep-{name}"), plan.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs is how many runs train at once, at least 1, got {jobs}")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a folder of runs: give --runs a folder (it is made if missing)")
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(point, seed) for point in chosen for seed in plan.seeds]
     args = [(sweep, point, seed, plan, folder, device) for point, seed in tasks]
-    results = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc=name)
+    results = map_runs(_run_one, args, jobs, plan.threads, progress, desc=name)
     summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "budget": settings.budget(budget),
                "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
     for point in chosen:
@@ -126,22 +130,25 @@ def run(
         summary["points"][point.name] = {"key": point.key, "settings": point.settings, "faithful": point.faithful,
                                          "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
                                          "runs": mine, **stats}
-    (folder / "sweep.json").write_text(json.dumps(summary, indent=1))
+    write_json(folder / "sweep.json", summary)
     return summary
 
 
 def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None) -> dict:
     """Train (or resume, or reuse) one run and measure it; the measurement is kept in its directory."""
     out = folder / f"{point.key}-seed{seed}"
-    stored = out / EVALUATION
-    if stored.exists() and (out / METRICS).exists():
-        result = json.loads(stored.read_text())
-        if (result.get("protocol_version"), result.get("seed"), result.get("probe_size")) == (PROTOCOL_VERSION, seed, plan.probe_size):
-            return result
+    stored = _stored_evaluation(out / EVALUATION)
+    if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
+            PROTOCOL_VERSION, seed, plan.probe_size):
+        return stored
     train, test = data.load(sweep.dataset, "train"), data.load(sweep.dataset, "test")
     settings.seed_everything(seed)
     model = MODELS[sweep.model].for_dataset(train, **point.settings)
-    history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False)
+    try:
+        history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False)
+    except RunDirectoryError as error:
+        raise RunDirectoryError(f"{error}. A sweep resumes only its own runs: give --runs another folder (one per "
+                                "budget and sweep), or delete that run") from error
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     probe_set = slice(0, plan.probe_size)
@@ -150,8 +157,17 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "probe_size": plan.probe_size, **measured,
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
               "history": {"steps": history.steps, "metrics": history.metrics}}
-    stored.write_text(json.dumps(result, indent=1))
+    write_json(out / EVALUATION, result)
     return result
+
+
+def _stored_evaluation(path: Path) -> dict[str, Any]:
+    """A run's stored measurement, or ``{}`` where there is none or it cannot be read (it is redone)."""
+    try:
+        stored = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 COLUMNS = {

@@ -216,7 +216,7 @@ def fit(
         if run_dir is None:
             history.seconds += time.perf_counter() - start
         if run_dir is not None and (step == plan.steps or timed_out):
-            _write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
+            write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
                                             "seed": seed, "seconds": round(history.seconds, 1),
                                             "device": history.device, "threads": history.threads, **history.last()})
     return history
@@ -252,7 +252,7 @@ def _open_run(run_dir: Path, run: dict[str, Any], model: Model, resume: bool) ->
         for name in (CHECKPOINT, METRICS):
             (run_dir / name).unlink(missing_ok=True)
         step, history, interval = 0, History(), {}
-    _write_json(run_dir / RUN, run)
+    write_json(run_dir / RUN, run)
     return step, history, interval
 
 
@@ -328,7 +328,7 @@ def _running(pid: int | None) -> bool:
     return True
 
 
-def _write_json(path: Path, value: dict[str, Any]) -> None:
+def write_json(path: Path, value: dict[str, Any]) -> None:
     """Write ``value`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=2, default=str))

@@ -9,6 +9,7 @@ from dislib import __main__ as cli
 from dislib import compare, data, sweep, viz
 from dislib.data.base import ImageDataset
 from dislib.models import Zheng
+from dislib.train import RunDirectoryError
 
 TINY = sweep.SweepBudget("smoke", seeds=(0, 1), probe_size=60, jobs=1)
 SMALL = dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), discriminator_hidden=8,
@@ -69,6 +70,18 @@ def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):
         viz.plot_tradeoff({"points": {}})
 
 
+def test_a_damaged_measurement_is_redone_and_a_run_of_another_budget_refused_with_the_fix(fake_mnist, monkeypatch, tmp_path):
+    first = sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)["points"]["paper"]["runs"]
+    for damage in ("{not json", "[1, 2]"):
+        (tmp_path / "paper-seed0" / "evaluation.json").write_text(damage)
+        again = sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)["points"]["paper"]["runs"]
+        assert again[0]["z_mlp_mean"] == first[0]["z_mlp_mean"]  # measured again, the same (seeded)
+    monkeypatch.setitem(sweep.BUDGETS, "full", sweep.SweepBudget("full", seeds=(0,), probe_size=60, jobs=1))
+    (tmp_path / "paper-seed0" / "evaluation.json").unlink()
+    with pytest.raises(RunDirectoryError, match="give --runs another folder"):
+        sweep.run("toy", "full", tmp_path, points=["paper"], progress=False)
+
+
 def test_bad_names_are_refused_with_the_known_ones(fake_mnist, tmp_path):
     with pytest.raises(ValueError, match="the sweeps are"):
         sweep.run("nothing", "smoke", tmp_path)
@@ -76,6 +89,9 @@ def test_bad_names_are_refused_with_the_known_ones(fake_mnist, tmp_path):
         sweep.run("toy", "smoke", tmp_path, points=["huge"])
     with pytest.raises(ValueError, match="at least 1"):
         compare.map_runs(len, [("a",)], 0, 1, False, "x")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        sweep.run("toy", "smoke", tmp_path / "a-file")
 
 
 def test_the_command_prints_each_points_means(fake_mnist, tmp_path, capsys):
