@@ -92,7 +92,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     a linear regressor per factor and on average, fitted on the first half, tested on the second, from
     each code); for a model with two codes and a label, the leak report (probes fitted on the codes of as
     many training images, :func:`dislib.evaluate.leak_report`); for a label-conditional generator, the
-    inception score and intra-class diversity."""
+    inception score and intra-class diversity. Seeded: the same run gives the same numbers."""
+    settings.seed_everything(0)
     model = load_model(args.run, args.device)
     run = read_run(args.run)
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)

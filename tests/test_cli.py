@@ -32,6 +32,8 @@ def test_train_then_evaluate(tiny_dataset, tmp_path, capsys):
     assert cli.main(["evaluate", str(out)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["test_negative_elbo"] == pytest.approx(trained["test_negative_elbo"], rel=0.2)
+    assert cli.main(["evaluate", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out) == evaluated  # seeded: one sample of q(z|x) each time, the same
 
 
 def test_bench_reports_every_model(capsys):
