@@ -596,12 +596,16 @@ def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     return fig
 
 
-def plot_adversary_lag(history: History | Mapping[str, Any], title: str = "") -> Figure:
+def plot_adversary_lag(
+    history: History | Mapping[str, Any], title: str = "", final: Mapping[str, float] | None = None
+) -> Figure:
     """The adversary on ``z`` beside probes fitted afresh, at every evaluation of a run.
 
     ``test_code_adversary_accuracy`` is the accuracy of the classifier trained inside the model
     (on what it reads); ``z_accuracy`` and ``z_sample_accuracy`` are quick probes fitted afresh on
     the held-out codes (means and samples). The gap between them is how far the adversary lags.
+    ``final``, a run's :func:`dislib.evaluate.leak_report`, adds the full probes (MLP on the means
+    and on samples of ``z``) at the last step, as stars: what a quick probe under-reads.
     """
     if isinstance(history, Mapping):
         history = History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
@@ -616,6 +620,10 @@ def plot_adversary_lag(history: History | Mapping[str, Any], title: str = "") ->
         if key in history.metrics[0]:
             ax.plot(history.steps, [100 * m[key] for m in history.metrics], marker="o", label=label,
                     linestyle=":" if key == "chance_accuracy" else "-")
+    for key, label, colour in (("z_mlp_mean", "full probe, means of z", "C1"), ("z_mlp_sample", "full probe, samples of z", "C2")):
+        if final is not None and key in final:
+            ax.plot([history.steps[-1]], [100 * final[key]], marker="*", markersize=14, color=colour,
+                    linestyle="none", label=label)
     ax.set_xlabel("step", fontsize=11)
     ax.set_ylabel("digit accuracy (%)", fontsize=11)
     ax.set_title(title, fontsize=11)

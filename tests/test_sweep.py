@@ -62,8 +62,11 @@ def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):
     summary = sweep.run("toy", "smoke", tmp_path, progress=False)
     figure = viz.plot_tradeoff(summary)
     assert len(figure.axes) == 2 and "swap ratio" in figure.axes[0].get_xlabel()
-    lag = viz.plot_adversary_lag(summary["points"]["paper"]["runs"][0]["history"])
-    assert [line.get_label() for line in lag.axes[0].lines][:2] == ["the adversary C_z (in training)", "quick probe, means of z"]
+    run = summary["points"]["paper"]["runs"][0]
+    lag = viz.plot_adversary_lag(run["history"], final=run)
+    labels = [line.get_label() for line in lag.axes[0].lines]
+    assert labels[:2] == ["the adversary C_z (in training)", "quick probe, means of z"]
+    assert labels[-2:] == ["full probe, means of z", "full probe, samples of z"]
     with pytest.raises(ValueError, match="no test_code_adversary_accuracy"):
         viz.plot_adversary_lag({"steps": [1], "metrics": [{"z_accuracy": 0.5}]})
     with pytest.raises(ValueError, match="no points"):
