@@ -27,7 +27,7 @@ from dislib import data, settings
 from dislib.compare import map_runs, spread, spread_cell
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
-from dislib.models.zheng import STRONG_ADVERSARY
+from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import table
 from dislib.train import METRICS, RunDirectoryError, fit, load_model, write_json
 
@@ -59,7 +59,7 @@ class Sweep:
 SWEEPS = {
     "zheng-mnist": Sweep("zheng", "mnist", (
         Point("authors' settings (z 100)", "faithful", {}, faithful=True),
-        Point("strong C_z, z 16, weight 3", "strong-z16-w3", {**STRONG_ADVERSARY, "unspecified_dim": 16, "code_adversary_weight": 3.0}),
+        Point("strong C_z, z 16, weight 3", "strong-z16-w3", LEAST_LEAK),
         Point("strong C_z, z 16", "strong-z16", {**STRONG_ADVERSARY, "unspecified_dim": 16}),
         Point("strong C_z, z 32, weight 3", "strong-z32-w3", {**STRONG_ADVERSARY, "unspecified_dim": 32, "code_adversary_weight": 3.0}),
         Point("strong C_z, z 100", "strong-z100", STRONG_ADVERSARY),

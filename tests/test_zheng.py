@@ -287,6 +287,9 @@ def test_presets_keep_the_authors_values():
     assert (paper.lr_drop_epochs, paper.lr_drop_factor, paper.widths) == (2, 0.01, (32, 64, 128, 256))
     assert (paper.precision_lr, paper.discriminator_hidden, paper.code_adversary_input) == (5e-4, 512, "sample")
     assert (paper.code_adversary_steps, paper.code_adversary_memory) == (1, 0)
+    strong = Zheng.PRESETS["mnist-strong-adversary"]  # ours, an extension beside the authors' settings
+    assert (strong.unspecified_dim, strong.code_adversary_weight, strong.code_adversary_input) == (16, 3.0, "mean")
+    assert (strong.code_adversary_steps, strong.code_adversary_memory, strong.widths) == (5, 4096, Zheng.PRESETS["mnist"].widths)
     laptop = Zheng.PRESETS["mnist"]
     assert laptop.widths != paper.widths and laptop.reconstruction_weight == paper.reconstruction_weight
     assert Zheng.budget("full").batch_size == 96
