@@ -14,8 +14,8 @@ per factor: :func:`regress_codes`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -361,13 +361,14 @@ def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, se
     """
     n = min(size, len(data))
     first, second = data.subset(slice(0, n, 2)), data.subset(slice(1, n, 2))
-    results = probe_codes(model, first, second, ("label",), seed)
-    out = {f"{code}_accuracy": 1.0 - results[code]["label"].test_error for code in results}
     generator = torch.Generator().manual_seed(seed)
-    samples = [code_views(encode_dataset(model, half), generator).get("z", {}).get("sample") for half in (first, second)]
-    if samples[0] is not None:
-        out["z_sample_accuracy"] = 1.0 - probe(samples[0], first.labels.cpu(), samples[1], second.labels.cpu(), seed).test_error
-    out["chance_accuracy"] = 1.0 - results["z"]["label"].chance_error
+    fit_views, test_views = (code_views(encode_dataset(model, half), generator) for half in (first, second))
+    y_fit, y_test = first.labels.cpu(), second.labels.cpu()
+    out = {f"{code}_accuracy": 1.0 - probe(fit_views[code]["mean"], y_fit, test_views[code]["mean"], y_test, seed).test_error
+           for code in fit_views}
+    if "sample" in fit_views.get("z", {}):
+        out["z_sample_accuracy"] = 1.0 - probe(fit_views["z"]["sample"], y_fit, test_views["z"]["sample"], y_test, seed).test_error
+    out["chance_accuracy"] = float((y_test == y_fit.bincount().argmax()).double().mean())
     out["kl_nats"] = kl_nats(model, data.subset(slice(0, n)))
     out["swap_ratio"] = swap_ratio(model, data.subset(slice(0, n)), seed)
     return out
