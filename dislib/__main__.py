@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import warnings
@@ -23,7 +24,7 @@ import torch
 
 from dislib import compare as comparison, data, quality, settings, sweep as sweeps
 from dislib.bench import bench_all
-from dislib.data.base import ImageDataset
+from dislib.data.base import ImageDataset, LabelledData
 from dislib.evaluate import held_out, leak_report, regress_codes
 from dislib.models import MODELS, Disentangler
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
@@ -96,6 +97,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     settings.seed_everything(0)
     model = load_model(args.run, args.device)
     run = read_run(args.run)
+
+    @functools.cache
+    def train_data() -> LabelledData:
+        return data.load(run["dataset"], "train", **run.get("data_options", {}))
+
     test = data.load(run["dataset"], "test", **run.get("data_options", {})).subset(slice(0, args.limit)).to(model.device)
     with torch.no_grad():
         metrics = {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
@@ -106,11 +112,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         letter = {"s": model.specified_symbol, "z": "z"}
         metrics["factor_mae"] = {f"from_{letter[code]}": errors for code, errors in table1.items()}
     if isinstance(model, Disentangler) and model.specified_dim > 0 and len(test.labels.unique()) > 1:
-        train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
-        metrics["leak"] = leak_report(model, train_data.subset(slice(0, len(test))).to(model.device), test)
+        metrics["leak"] = leak_report(model, train_data().subset(slice(0, len(test))).to(model.device), test)
     if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:
-        train_data = data.load(run["dataset"], "train", **run.get("data_options", {}))
-        classifier = quality.cached_classifier(train_data, Path(args.run) / "classifier.pt", steps=args.classifier_steps,
+        classifier = quality.cached_classifier(train_data(), Path(args.run) / "classifier.pt", steps=args.classifier_steps,
                                                device=model.device, progress=False)
         metrics |= quality.generation_quality(model, classifier, test, args.per_class)
     return metrics

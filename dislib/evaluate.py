@@ -271,15 +271,18 @@ def where_z_leaks(
     return out
 
 
+def named_codes(codes: Codes) -> list[tuple[str, Tensor, Tensor | None]]:
+    """``[(name, code, log-variance or None)]`` for ``s`` and ``z``, leaving out a code the model lacks."""
+    pairs = ((CODES[0], codes.specified, codes.specified_logvar), (CODES[1], codes.unspecified, codes.unspecified_logvar))
+    return [(name, code, logvar) for name, code, logvar in pairs if code is not None]
+
+
 def code_views(codes: Codes, generator: torch.Generator) -> dict[str, dict[str, Tensor]]:
     """Each code's readings: ``{"s": {"mean": ...[, "sample": ...]}, "z": {...}}``. ``mean`` is the
     code itself (the posterior mean of a Gaussian code); ``sample`` one draw of ``q(.|x)``, for codes
     with a log-variance (a deterministic code has no sample)."""
     out = {}
-    for name, code, logvar in ((CODES[0], codes.specified, codes.specified_logvar),
-                               (CODES[1], codes.unspecified, codes.unspecified_logvar)):
-        if code is None:
-            continue
+    for name, code, logvar in named_codes(codes):
         out[name] = {"mean": code}
         if logvar is not None:
             out[name]["sample"] = code + (0.5 * logvar).exp() * torch.randn(code.shape, generator=generator)
@@ -306,8 +309,7 @@ def leak_report(model: Disentangler, train: LabelledData, test: LabelledData, se
             for kind in PROBES:
                 result = probe(features, y_train, views["test"][code][view], y_test, seed, kind)
                 out[f"{code}_{kind}_{view}"] = 1.0 - result.test_error
-    for code, (mu, logvar) in {CODES[0]: (encoded["test"].specified, encoded["test"].specified_logvar),
-                               CODES[1]: (encoded["test"].unspecified, encoded["test"].unspecified_logvar)}.items():
+    for code, mu, logvar in named_codes(encoded["test"]):
         if logvar is not None:
             out[f"{code}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(mu, logvar).mean(0).sum())
     if encoded["test"].specified is not None:
