@@ -25,7 +25,7 @@ import torch
 from dislib import compare as comparison, data, quality, settings, sweep as sweeps
 from dislib.bench import bench_all
 from dislib.data.base import ImageDataset, LabelledData
-from dislib.evaluate import held_out, leak_report, regress_codes
+from dislib.evaluate import chance_errors, held_out, leak_report, regress_codes
 from dislib.models import MODELS, Disentangler
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
@@ -91,7 +91,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Re-evaluate a trained run on its dataset's test split (the first ``--limit`` images): the loop's
     held-out metrics; for real-valued factors, the Table 1 row of Ruiz et al. (the mean absolute error of
     a linear regressor per factor and on average, fitted on the first half, tested on the second, from
-    each code); for a model with two codes and a label, the leak report (probes fitted on the codes of as
+    each code, in factor ranges, beside the chance row); for a model with two codes and a label, the leak report (probes fitted on the codes of as
     many training images, :func:`dislib.evaluate.leak_report`); for a label-conditional generator, the
     inception score and intra-class diversity. Seeded: the same run gives the same numbers."""
     settings.seed_everything(0)
@@ -107,10 +107,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         metrics = {"model": run["model"], "dataset": run["dataset"], **held_out(model, test)}
     if isinstance(model, Disentangler) and test.real_factors:
         half = len(test) // 2
+        fit, score = test.subset(slice(0, half)), test.subset(slice(half, 2 * half))
         with torch.no_grad():
-            table1 = regress_codes(model, test.subset(slice(0, half)), test.subset(slice(half, 2 * half)))
+            table1 = regress_codes(model, fit, score, in_ranges=True)
         letter = {"s": model.specified_symbol, "z": "z"}
         metrics["factor_mae"] = {f"from_{letter[code]}": errors for code, errors in table1.items()}
+        metrics["factor_mae"]["chance"] = chance_errors(fit, score, in_ranges=True)
     if isinstance(model, Disentangler) and model.specified_dim > 0 and len(test.labels.unique()) > 1:
         metrics["leak"] = leak_report(model, train_data().subset(slice(0, len(test))).to(model.device), test)
     if model.generates_classes and isinstance(test, ImageDataset) and args.per_class > 0:

@@ -402,11 +402,13 @@ def masked_error(original: Tensor, inpainted: Tensor, mask: Tensor) -> float:
     return float((original - inpainted.to(original.device))[missing].abs().mean())
 
 
-def generation_quality(model: Model, classifier: nn.Module, test: ImageDataset, per_class: int, seed: int = 0
-                       ) -> dict[str, float]:
+def generation_quality(model: Model, classifier: nn.Module, test: ImageDataset, per_class: int, seed: int = 0,
+                       pairs_per_class: int = 100) -> dict[str, float]:
     """Inception score under ``classifier`` and intra-class diversity of ``per_class`` samples of every
-    class (Zheng & Sun's Tables 4 and 2), beside those of as many real test images of each class, and the
-    classifier's test accuracy (what ``python -m dislib evaluate`` prints for a label-conditional generator)."""
+    class (Zheng & Sun's Tables 4 and 2), beside those of as many real test images of each class, the
+    fraction of each set that the classifier reads as the class asked for (``asked_class_accuracy``),
+    and the classifier's test accuracy (what ``python -m dislib evaluate`` prints for a label-conditional
+    generator). ``pairs_per_class`` same-class pairs per class go into each diversity."""
     labels = torch.arange(test.num_classes, device=model.device).repeat_interleave(per_class)
     settings.seed_everything(seed)
     with torch.no_grad():
@@ -416,5 +418,8 @@ def generation_quality(model: Model, classifier: nn.Module, test: ImageDataset, 
     for name, images, classes in (("", samples, labels), ("real_", test.images[take], test.labels[take])):
         score, spread = classifier_inception_score(classifier, images)
         out[f"{name}inception_score"], out[f"{name}inception_score_std"] = score, spread
-        out[f"{name}intra_class_diversity"] = intra_class_diversity(images.cpu(), classes.cpu())["diversity"]
+        read = classifier_probabilities(classifier, images).argmax(1).cpu()
+        out[f"{name}asked_class_accuracy"] = float((read == classes.cpu()).float().mean())
+        out[f"{name}intra_class_diversity"] = intra_class_diversity(images.cpu(), classes.cpu(), pairs_per_class,
+                                                                    seed)["diversity"]
     return out

@@ -335,6 +335,19 @@ def versus_paper(rows: Mapping[str, Mapping[str, float]], dataset: str = "Sprite
     return table(shown, columns=[*columns, "z test error / chance"], percent=columns, label="mean over targets")
 
 
+LEAK_COLUMNS = {"s_mlp_mean": "s: MLP accuracy", "z_mlp_mean": "z: MLP accuracy, means",
+                "z_linear_mean": "z: linear accuracy, means", "z_mlp_sample": "z: MLP accuracy, samples",
+                "z_linear_sample": "z: linear accuracy, samples", "chance_accuracy": "chance accuracy",
+                "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio"}
+"""The columns of the book's leak tables: :func:`dislib.evaluate.leak_report`'s keys and their labels."""
+
+
+def leak_row(measured: Mapping[str, float]) -> dict[str, float]:
+    """One row of a leak table: the :data:`LEAK_COLUMNS` of a :func:`dislib.evaluate.leak_report`,
+    labelled for readers (a reading the model lacks, such as samples of a deterministic code, is left out)."""
+    return {label: measured[key] for key, label in LEAK_COLUMNS.items() if key in measured}
+
+
 def leak_table(
     models: Mapping[str, Disentangler], train: LabelledData, test: LabelledData, seed: int = 0, active_nats: float = 0.5
 ) -> pd.DataFrame:

@@ -207,7 +207,8 @@ def fit(
                 if evaluate_now:
                     history.steps.append(step)
                     history.losses.append(means)
-                    history.metrics.append(_evaluate(model, test_data))
+                    diagnosis = model.diagnose(batch)
+                    history.metrics.append({**diagnosis, **_evaluate(model, test_data)})
                     losses.reset()
                 if save_now:
                     history.seconds += time.perf_counter() - start

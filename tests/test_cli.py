@@ -69,6 +69,7 @@ def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_pat
     for key in ("inception_score", "real_inception_score", "intra_class_diversity", "real_intra_class_diversity"):
         assert evaluated[key] > 0, key
     assert 1.0 <= evaluated["inception_score"] <= evaluated["classifier_classes"]
+    assert 0.0 <= evaluated["asked_class_accuracy"] <= 1.0 and 0.0 <= evaluated["real_asked_class_accuracy"] <= 1.0
     assert (out / "classifier.pt").exists()
     # two-code models get the leak report: MLP and linear probes on each code's means (and samples of z)
     if model in ("zheng", "cvaegan", "cvae"):
@@ -191,10 +192,12 @@ def test_evaluate_gives_the_ruiz_table1_row_for_real_factors(monkeypatch, tmp_pa
     capsys.readouterr()
     assert cli.main(["evaluate", str(out)]) == 0
     row = json.loads(capsys.readouterr().out)["factor_mae"]
-    assert set(row) == {"from_e", "from_z"}  # Ruiz et al.'s letters
+    assert set(row) == {"from_e", "from_z", "chance"}  # Ruiz et al.'s letters, and predicting the mean
     for errors in row.values():
         assert set(errors) == {"brightness", "red", "mean"}
         assert errors["mean"] == pytest.approx((errors["brightness"] + errors["red"]) / 2)
+    # in factor ranges (Table 1's units): predicting the mean of a factor misses by a fraction of its range
+    assert all(0.0 < row["chance"][name] < 1.0 for name in ("brightness", "red"))
 
 
 def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_dataset, tmp_path, capsys):

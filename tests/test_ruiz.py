@@ -12,7 +12,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.base import Model
-from dislib.models.ruiz import rbvae_objective, srbvae_objective
+from dislib.models.ruiz import rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
 from dislib.nn import InputDrop, PixelNorm, laplace_sample
 
 SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
@@ -103,6 +103,51 @@ def test_srbvae_objective_weights_each_term_by_hand():
              "reference_code_reconstruction": one[:1]}
     # unlabelled: 2 + 3 + 5 = 10; reference: -2 + 3 + 5 = 6
     assert srbvae_objective(terms, config).item() == pytest.approx(16.0)
+
+
+def test_objective_parts_add_up_to_the_objective():
+    torch.manual_seed(0)
+    rb = {k: torch.rand(3) for k in ("reconstruction", "kl_e", "kl_z")} | {
+        k: torch.rand(2) for k in ("reference_reconstruction", "reference_kl_z")}
+    config = RbVAEConfig(reconstruction_weight=2.0, kl_weight=3.0)
+    parts = rbvae_objective_parts(rb, config)
+    assert set(parts) == {"reconstruction", "kl"}
+    assert sum(parts.values()).item() == pytest.approx(rbvae_objective(rb, config).item())
+    srb = {k: torch.rand(3) for k in ("adversarial", "reconstruction", "code_reconstruction")} | {
+        k: torch.rand(2) for k in ("reference_adversarial", "reference_reconstruction", "reference_code_reconstruction")}
+    config = SRbVAEConfig(adversarial_weight=2.0, reconstruction_weight=3.0, code_reconstruction_weight=5.0)
+    parts = srbvae_objective_parts(srb, config)
+    assert set(parts) == {"adversarial", "reconstruction", "code_reconstruction"}
+    assert sum(parts.values()).item() == pytest.approx(srbvae_objective(srb, config).item())
+
+
+def test_stroke_drawn_counts_the_reference_stroke_a_reconstruction_draws():
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, :, 0, :] = 1.0  # a white stroke of four pixels
+    drawn = torch.zeros_like(x)
+    drawn[0, :, 0, :3] = 0.9  # three of them drawn
+    drawn[0, :, 3, :] = 1.0  # and pixels off the stroke, which do not count
+    assert stroke_drawn(drawn, x).tolist() == pytest.approx([0.75, 1.0])  # the second image has no stroke
+    assert stroke_drawn(torch.zeros_like(x), x)[0].item() == 0.0
+
+
+def test_diagnose_gives_each_objective_part_its_share_of_the_gradient():
+    for cls, parts in ((RbVAE, {"reconstruction", "kl"}), (SRbVAE, {"adversarial", "reconstruction", "code_reconstruction"})):
+        model = small(cls)
+        before = _snapshot(model, ENCODERS)
+        shares = model.diagnose(batch_of(model))
+        assert set(shares) == {f"gradient_share_{p}" for p in parts}
+        assert sum(shares.values()) == pytest.approx(1.0) and all(v > 0 for v in shares.values())
+        after = _snapshot(model, ENCODERS)
+        assert all(torch.equal(a, b) for k in ENCODERS for a, b in zip(before[k], after[k]))  # nothing steps
+    # a part with a hundred times the weight takes a larger share
+    light, heavy = (small(SRbVAE, adversarial_weight=w) for w in (1.0, 100.0))
+    heavy.load_state_dict(light.state_dict())
+    batch = batch_of(light)
+    torch.manual_seed(1)
+    first = light.diagnose(batch)["gradient_share_adversarial"]
+    torch.manual_seed(1)
+    assert heavy.diagnose(batch)["gradient_share_adversarial"] > first
 
 
 def test_laplace_sample_has_the_mean_and_scale_and_passes_gradients():
@@ -221,7 +266,9 @@ def test_rbvae_step_and_which_term_trains_which_player():
     model.optimizer_step = recording
     out = model.train_step(batch)
     assert steps == [("autoencoder", set(ENCODERS))]
-    assert set(out) == {"reconstruction", "kl_e", "kl_z", "reference_reconstruction", "reference_kl_z", "objective"}
+    assert set(out) == {"reconstruction", "kl_e", "kl_z", "reference_reconstruction", "reference_kl_z", "objective",
+                        "reference_stroke_drawn"}
+    assert 0.0 <= out["reference_stroke_drawn"] <= 1.0
     assert int(model.steps_done) == 1
     terms = model.bound_terms(batch["x_unlabelled"], batch["x_reference"])
     reaches = {
@@ -272,7 +319,7 @@ def test_srbvae_step_follows_algorithm_1_and_each_player_steps_its_own_optimizer
     assert set(model.optimizers) == {"autoencoder", "discriminator", "reference_discriminator"}
     assert set(out) == {"adversarial", "reference_adversarial", "reconstruction", "reference_reconstruction",
                         "code_reconstruction", "reference_code_reconstruction", "objective", "discriminator",
-                        "reference_discriminator"}
+                        "reference_discriminator", "reference_stroke_drawn"}
     assert all(torch.isfinite(v) for v in out.values()) and int(model.steps_done) == 1
 
 
@@ -397,3 +444,16 @@ def test_checkpoint_round_trip_keeps_e_r_and_the_discriminators():
     torch.testing.assert_close(copy.discriminator(x, z, e), model.discriminator(x, z, e))
     torch.testing.assert_close(copy.encode(x).specified, model.encode(x).specified)
     assert F.mse_loss(copy.decode(e, z), model.decode(e, z)).item() == 0.0
+
+
+def test_the_loop_records_the_gradient_shares_at_every_evaluation():
+    from dislib.models.base import Budget
+    from dislib.train import fit
+
+    data = styled_like(n=60)
+    model = small(RbVAE, data)
+    history = fit(model, data, data, budget=Budget(steps=4, batch_size=8, eval_every=2), progress=False)
+    assert history.steps == [2, 4]
+    for metrics in history.metrics:
+        assert metrics["gradient_share_reconstruction"] + metrics["gradient_share_kl"] == pytest.approx(1.0)
+    assert all(0.0 <= losses_["reference_stroke_drawn"] <= 1.0 for losses_ in history.losses)

@@ -212,6 +212,15 @@ def test_regress_codes_reads_real_factors_from_each_code():
     results = evaluate.regress_codes(model, train, test)
     assert set(results) == {"s", "z"} and set(results["z"]) == {"first", "last", "mean"}
     assert results["z"]["mean"] == pytest.approx((results["z"]["first"] + results["z"]["last"]) / 2)
+    # in factor ranges: each error divided by its factor's max - min over the test images
+    ranges = evaluate.factor_ranges(test)
+    scaled = evaluate.regress_codes(model, train, test, in_ranges=True)
+    assert scaled["z"]["first"] == pytest.approx(results["z"]["first"] / ranges[0].item(), rel=1e-5)
+    chance = evaluate.chance_errors(train, test, in_ranges=True)
+    expected = ((test.factors - train.factors.mean(0)).abs().mean(0) / ranges).tolist()
+    assert [chance["first"], chance["last"]] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="no range"):
+        evaluate.factor_ranges(test.subset(slice(0, 1)))
     with pytest.raises(ValueError, match="needs real-valued factors"):
         evaluate.regress_codes(model, tiny_images(20), tiny_images(20))
     with pytest.raises(KeyError, match="use regress_codes"):

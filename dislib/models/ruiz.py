@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from dislib import losses
 from dislib.data.base import ImageDataset
-from dislib.models.base import Codes, register
+from dislib.models.base import Codes, gradient_shares, register
 from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
 from dislib.nn import reparameterize
 
@@ -97,6 +97,23 @@ class SRbVAEConfig(SymmetricKLConfig, ReferenceConfig):
         self.check_discriminators()
 
 
+def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict[str, Tensor]:
+    r"""Eq. 3 in two parts, scalars that add up to :func:`rbvae_objective`: the reconstructions and the KLs,
+    each the mean over the unlabelled images plus that over the reference images.
+
+    .. math::
+        \underbrace{\mathbb E_{p_u}\big[w_r\,\mathrm{NLL}(x \mid z, e)\big] + \mathbb E_{p_r}\big[w_r\,\mathrm{NLL}(x \mid z, e_r)\big]}_{\text{reconstruction}}
+        + \underbrace{\mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z\big]}_{\text{kl}}
+
+    (both weights 1 is the paper).
+    """
+    w_rec, w_kl = config.reconstruction_weight, config.kl_weight
+    return {
+        "reconstruction": w_rec * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
+        "kl": w_kl * ((terms["kl_z"] + terms["kl_e"]).mean() + terms["reference_kl_z"].mean()),
+    }
+
+
 def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
     r"""Eq. 3, a scalar: the mean bound over the unlabelled images plus that over the reference images.
 
@@ -104,7 +121,8 @@ def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
         \mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e) + w_r\,\mathrm{NLL}(x \mid z, e)\big]
         + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z + w_r\,\mathrm{NLL}(x \mid z, e_r)\big]
 
-    (:func:`dislib.losses.reference_vae_bound` with weights; both weights 1 is the paper).
+    (:func:`dislib.losses.reference_vae_bound` with weights; both weights 1 is the paper; the sum of
+    :func:`rbvae_objective_parts`).
     """
     w_rec, w_kl = config.reconstruction_weight, config.kl_weight
     unlabelled = losses.reference_vae_bound(w_rec * terms["reconstruction"], w_kl * terms["kl_z"], w_kl * terms["kl_e"])
@@ -112,26 +130,44 @@ def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
     return unlabelled.mean() + reference.mean()
 
 
-def srbvae_objective(terms: dict[str, Tensor], config: SRbVAEConfig) -> Tensor:
-    r"""The encoders' and generator's objective, a scalar: Eq. 8 plus Eq. 10.
+def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> dict[str, Tensor]:
+    r"""The encoders' and generator's objective (Eq. 8 plus Eq. 10) in its three kinds of terms, scalars
+    whose sum is :func:`srbvae_objective`, each term averaged over its images:
 
     .. math::
-        \mathbb E\big[d(x, z, e) - d(\hat x, \hat z, \hat e)\big]
-        + \mathbb E\big[d'(x_r, z_r) - d'(\hat x_r, \hat z_r)\big]
-        - \mathbb E \log p(x \mid z, e) - \mathbb E \log p(x_r \mid z_r, e_r)
-        - \mathbb E\big[\log q(\hat z \mid \hat x) + \log q(\hat e \mid \hat x)\big]
-        - \mathbb E \log q(\hat z_r \mid \hat x_r)
+        \underbrace{\mathbb E\big[d(x, z, e) - d(\hat x, \hat z, \hat e)\big]
+        + \mathbb E\big[d'(x_r, z_r) - d'(\hat x_r, \hat z_r)\big]}_{\text{adversarial (Eq. 8)}}
+        \underbrace{- \mathbb E \log p(x \mid z, e) - \mathbb E \log p(x_r \mid z_r, e_r)}_{\text{reconstruction}}
+        \underbrace{- \mathbb E\big[\log q(\hat z \mid \hat x) + \log q(\hat e \mid \hat x)\big]
+        - \mathbb E \log q(\hat z_r \mid \hat x_r)}_{\text{code reconstruction (Eq. 10)}}
 
-    each term averaged over its images, the three kinds weighted by ``adversarial_weight``,
-    ``reconstruction_weight`` and ``code_reconstruction_weight`` (all 1: the paper).
+    weighted by ``adversarial_weight``, ``reconstruction_weight`` and ``code_reconstruction_weight``
+    (all 1: the paper).
     """
     c = config
-    unlabelled = (c.adversarial_weight * terms["adversarial"] + c.reconstruction_weight * terms["reconstruction"]
-                  + c.code_reconstruction_weight * terms["code_reconstruction"])
-    reference = (c.adversarial_weight * terms["reference_adversarial"]
-                 + c.reconstruction_weight * terms["reference_reconstruction"]
-                 + c.code_reconstruction_weight * terms["reference_code_reconstruction"])
-    return unlabelled.mean() + reference.mean()
+    return {
+        "adversarial": c.adversarial_weight * (terms["adversarial"].mean() + terms["reference_adversarial"].mean()),
+        "reconstruction": c.reconstruction_weight
+        * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
+        "code_reconstruction": c.code_reconstruction_weight
+        * (terms["code_reconstruction"].mean() + terms["reference_code_reconstruction"].mean()),
+    }
+
+
+def srbvae_objective(terms: dict[str, Tensor], config: SRbVAEConfig) -> Tensor:
+    """The encoders' and generator's objective, a scalar: Eq. 8 plus Eq. 10, the sum of
+    :func:`srbvae_objective_parts`."""
+    return sum(srbvae_objective_parts(terms, config).values())
+
+
+def stroke_drawn(reconstruction: Tensor, x: Tensor, threshold: float = 0.5) -> Tensor:
+    """Per image, the fraction of ``x``'s stroke pixels (channel mean above ``threshold``) that
+    ``reconstruction`` draws (its channel mean above ``threshold`` there too); 1 for an image without
+    stroke. On a reference digit (white one-pixel edges) 0 means the branch draws nothing."""
+    stroke = x.float().mean(1) > threshold
+    drawn = (reconstruction.float().mean(1) > threshold) & stroke
+    count = stroke.flatten(1).sum(1)
+    return torch.where(count > 0, drawn.flatten(1).sum(1) / count.clamp_min(1), torch.ones_like(count, dtype=torch.float32))
 
 
 # the models --------------------------------------------------------------------------------
@@ -234,14 +270,29 @@ class ReferenceVAE(RuizModel):
 
     def reconstruction_terms(
         self, x: Tensor, x_reference: Tensor, posterior: dict[str, Tensor]
-    ) -> tuple[Tensor, Tensor]:
-        """``-log p(x | z, e)`` of the unlabelled images and ``-log p(x_r | z_r, e_r)`` of the reference ones,
-        at the posterior samples, per image in nats."""
+    ) -> dict[str, Tensor]:
+        """Per image, at the posterior samples: ``reconstruction``, ``-log p(x | z, e)`` of the unlabelled
+        images, and ``reference_reconstruction``, ``-log p(x_r | z_r, e_r)`` of the reference ones, in
+        nats; and ``reference_stroke_drawn``, the fraction of each reference digit's stroke that its
+        reconstruction draws (:func:`stroke_drawn`; a number to watch, not a loss)."""
         c = self.config
         e = torch.cat([posterior["e"], self.reference_codes(len(x_reference)).to(posterior["e"].dtype)])
         output = self.decoder_output(e, posterior["z"])
         nll = losses.image_nll(output, torch.cat([x, x_reference]), c.likelihood, c.pixel_scale)
-        return nll[: len(x)], nll[len(x) :]
+        drawn = stroke_drawn(losses.mean_image(output[len(x) :].detach(), c.likelihood), x_reference)
+        return {"reconstruction": nll[: len(x)], "reference_reconstruction": nll[len(x) :], "reference_stroke_drawn": drawn}
+
+    def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
+        """The parts of the encoders' and generator's objective on one batch (scalars that add up to it)."""
+        raise NotImplementedError
+
+    def diagnose(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Each part of the encoders' and generator's objective (:meth:`objective_parts`): its share of
+        their gradient on ``batch`` (:func:`dislib.models.base.gradient_shares`), which says whether a
+        term moves training at all, whatever its value."""
+        x, x_reference = self.check_batch(batch)
+        params = [p for group in self.optimizers["autoencoder"].param_groups for p in group["params"]]
+        return gradient_shares(self.objective_parts(x, x_reference), params)
 
     # evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -293,17 +344,19 @@ class RbVAE(ReferenceVAE):
     def bound_terms(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """The per-image terms of Eq. 3 at one posterior sample: ``reconstruction``, ``kl_e``, ``kl_z``
         of the unlabelled images, ``reference_reconstruction`` and ``reference_kl_z`` of the
-        reference images (their ``e`` is ``e_r``, without a KL), in nats."""
+        reference images (their ``e`` is ``e_r``, without a KL), in nats, and ``reference_stroke_drawn``."""
         posterior = self.posterior_samples(x, x_reference)
-        reconstruction, reference_reconstruction = self.reconstruction_terms(x, x_reference, posterior)
         kl_z = losses.kl_normal_standard(posterior["mu_z"], posterior["logvar_z"])
         return {
-            "reconstruction": reconstruction,
+            **self.reconstruction_terms(x, x_reference, posterior),
             "kl_e": losses.kl_normal_standard(posterior["mu_e"], posterior["logvar_e"]),
             "kl_z": kl_z[: len(x)],
-            "reference_reconstruction": reference_reconstruction,
             "reference_kl_z": kl_z[len(x) :],
         }
+
+    def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
+        """:func:`rbvae_objective_parts` on one batch: the reconstructions and the KLs."""
+        return rbvae_objective_parts(self.bound_terms(x, x_reference), self.config)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Sec. 4.2: one SGVB step on Eq. 3 for the encoders, the generator and ``e_r``."""
@@ -361,19 +414,22 @@ class SRbVAE(ReferenceVAE):
         d_reference = self.reference_discriminator(judged["x_reference"], judged["z_reference"])
         d_q_reference, d_p_reference = d_reference.split(n_reference)
         # Eq. 10: the images rebuilt from their codes; the prior codes read back from the generated images
-        reconstruction, reference_reconstruction = self.reconstruction_terms(x, x_reference, posterior)
         mu_e, logvar_e = self.specified_encoder(x_prior)
         mu_z, logvar_z = self.unspecified_encoder(generated)
         code_nll = losses.gaussian_code_nll(z_prior_all, mu_z, logvar_z)
         terms = {
             "adversarial": losses.symmetric_kl_adversarial(d_q, d_p),
             "reference_adversarial": losses.symmetric_kl_adversarial(d_q_reference, d_p_reference),
-            "reconstruction": reconstruction,
-            "reference_reconstruction": reference_reconstruction,
+            **self.reconstruction_terms(x, x_reference, posterior),
             "code_reconstruction": code_nll[:n] + losses.gaussian_code_nll(e_prior, mu_e, logvar_e),
             "reference_code_reconstruction": code_nll[n:],
         }
         return terms, {k: v.detach() for k, v in judged.items()}
+
+    def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
+        """:func:`srbvae_objective_parts` on one batch: the adversarial terms, the image and the code
+        reconstructions."""
+        return srbvae_objective_parts(self.autoencoder_terms(x, x_reference)[0], self.config)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Algorithm 1 (App. B), in order: the encoders' and generator's gradients (lines 1-14, with

@@ -202,6 +202,12 @@ class Model(nn.Module):
         """Metrics on held-out data (called in eval mode by the loop)."""
         raise NotImplementedError
 
+    def diagnose(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Numbers about the training itself on the last training ``batch``, which the loop records
+        beside :meth:`evaluate`'s at every evaluation (in train mode, before it; no weight changes).
+        None by default; the reference-based models give each objective term's :func:`gradient_shares`."""
+        return {}
+
     # validation -------------------------------------------------------------------------
     def _check_values(self, x: Tensor) -> bool:
         """Whether to check values as well as shapes: reading a value back waits for a GPU, so
@@ -341,3 +347,22 @@ def check_weights(config: Any, also: tuple[str, ...] = ()) -> None:
     for name, value in vars(config).items():
         if (name.endswith("_weight") or name in also) and not value >= 0:
             raise ValueError(f"{name} must be >= 0 (a weight of a term to minimise), got {value}")
+
+
+def gradient_shares(parts: dict[str, Tensor], params: list[nn.Parameter]) -> dict[str, float]:
+    r"""How much each part of an objective pulls on ``params``: the norm of each part's gradient over
+    the sum of the norms, ``{"gradient_share_{name}": share}`` (the shares add up to 1).
+
+    .. math::
+        \text{share}_k = \frac{\lVert \nabla_\theta L_k \rVert_2}{\sum_j \lVert \nabla_\theta L_j \rVert_2}
+
+    A part whose share is near 0 does not move training, whatever its value.
+    """
+    norms = {}
+    for name, part in parts.items():
+        grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+        norms[name] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+    total = sum(norms.values())
+    if not total > 0:
+        raise ValueError(f"no part of the objective has a gradient on these parameters ({norms}): nothing to share")
+    return {f"gradient_share_{name}": norm / total for name, norm in norms.items()}
