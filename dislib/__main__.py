@@ -87,6 +87,21 @@ def _option(text: str, what: str = "dataset options", example: str = "size=32") 
         return key, value
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, refused in one line otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Re-evaluate a trained run on its dataset's test split (the first ``--limit`` images): the loop's
     held-out metrics; for real-valued factors, the Table 1 row of Ruiz et al. (the mean absolute error of
@@ -165,18 +180,18 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(handler=train)
     e = sub.add_parser("evaluate", help="print a trained run's test metrics as JSON")
     e.add_argument("run", help="run directory written by `train`")
-    e.add_argument("--limit", type=int, default=10_000, help="number of test images")
+    e.add_argument("--limit", type=_at_least(1), default=10_000, help="number of test images")
     e.add_argument("--device", default=None)
-    e.add_argument("--per-class", type=int, default=500,
+    e.add_argument("--per-class", type=_at_least(0), default=500,
                    help="samples per class for the inception score and the diversity of a label-conditional "
                         "generator (0: skip them)")
-    e.add_argument("--classifier-steps", type=int, default=1_500,
+    e.add_argument("--classifier-steps", type=_at_least(1), default=1_500,
                    help="training steps of the scoring classifier (trained once, cached in the run directory)")
     e.set_defaults(handler=evaluate)
     b = sub.add_parser("bench", help="print each model's training throughput and peak memory as JSON")
-    b.add_argument("--steps", type=int, default=10)
-    b.add_argument("--warmup", type=int, default=2)
-    b.add_argument("--batch-size", type=int, default=64)
+    b.add_argument("--steps", type=_at_least(1), default=10)
+    b.add_argument("--warmup", type=_at_least(0), default=2)
+    b.add_argument("--batch-size", type=_at_least(1), default=64)
     b.add_argument("--device", default=None)
     b.set_defaults(handler=bench)
     c = sub.add_parser("compare", help="train and measure every method under one protocol (the comparison chapter)")
@@ -186,7 +201,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--runs", default="runs/compare", help="folder of the run directories and the table")
     c.add_argument("--method", action="append", default=[], choices=[m.key for m in comparison.METHODS],
                    help="only this method (repeatable; default: all)")
-    c.add_argument("--jobs", type=int, default=None,
+    c.add_argument("--jobs", type=_at_least(1), default=None,
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     c.add_argument("--device", default=None)
     c.set_defaults(handler=compare)
@@ -195,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
     w.add_argument("--runs", default=None, help="folder of the run directories and sweep.json (default: runs/sweep-NAME)")
     w.add_argument("--point", action="append", default=[], metavar="KEY", help="only this point (repeatable; default: all)")
-    w.add_argument("--jobs", type=int, default=None,
+    w.add_argument("--jobs", type=_at_least(1), default=None,
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     w.add_argument("--device", default=None)
     w.set_defaults(handler=sweep)

@@ -28,6 +28,8 @@ from dislib.data.base import LabelledData
 from dislib.models.base import Budget, Model
 
 CHECKPOINT = "checkpoint.pt"
+RUN_FORMAT = 1
+"""The version of run.json this dislib writes; a newer one is refused with the fix."""
 RUN = "run.json"
 METRICS = "metrics.json"
 LOCK = "run.lock"
@@ -171,7 +173,7 @@ def fit(
     model.to(dev)
     settings.seed_everything(seed)
     options = train_data.load_options if data_options is None else data_options
-    run = {"model": model.name, "dataset": train_data.name, "data_options": options, "seed": seed,
+    run = {"format": RUN_FORMAT, "model": model.name, "dataset": train_data.name, "data_options": options, "seed": seed,
            "budget": asdict(plan), "config": asdict(model.config)}
     run_dir = Path(out) if out is not None else None
     with _locked(run_dir) if run_dir is not None else nullcontext():
@@ -376,6 +378,10 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(run, dict) or not {"model", "dataset"} <= set(run):
         why = run if isinstance(run, str) else "not the JSON dislib writes"
         raise RunDirectoryError(f"{path} is damaged ({why}): {_RESTART}, or delete the run directory")
+    version = run.get("format", 1)  # run.json files written before the field existed are format 1
+    if not isinstance(version, int) or version > RUN_FORMAT:
+        raise RunDirectoryError(f"{path} is in format {version!r}, which this dislib (format {RUN_FORMAT}) cannot "
+                                "read: upgrade dislib (pip install -U dislib), or train the run anew")
     return run
 
 
@@ -384,7 +390,17 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first with `python -m dislib train ... --out {run_dir}`")
-    return Model.from_checkpoint(_read_checkpoint(path, "cpu")).to(settings.device(device)).eval()
+    state = _read_checkpoint(path, "cpu")
+    if (Path(run_dir) / RUN).exists():
+        named = read_run(run_dir)["model"]
+        if state.get("model") != named:
+            raise RunDirectoryError(f"{path} holds a {state.get('model')!r} model but {RUN} beside it says {named!r}: "
+                                    f"the two come from different runs; {_RESTART}, or choose another run directory")
+    broken = [k for k, v in state["weights"].items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise RunDirectoryError(f"{path} holds weights that are NaN or infinite ({', '.join(broken[:3])}"
+                                f"{', ...' if len(broken) > 3 else ''}): the run diverged or the file is damaged; {_RESTART}")
+    return Model.from_checkpoint(state).to(settings.device(device)).eval()
 
 
 def train_or_load(

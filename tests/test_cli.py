@@ -1,6 +1,7 @@
 """The command line: train, evaluate, bench (on a tiny synthetic dataset)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -79,6 +80,32 @@ def test_zhengs_baselines_train_and_evaluate_by_name(model, monkeypatch, tmp_pat
         assert all(0.0 <= leak[k] <= 1.0 for k in leak if k.endswith(("_mean", "_sample", "chance_accuracy")))
     else:
         assert "leak" not in evaluated
+
+
+def test_evaluate_refuses_runs_it_cannot_trust(tiny_dataset, tmp_path, capsys):
+    out, other = tmp_path / "run", tmp_path / "other"
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(out)]) == 0
+    assert cli.main(["train", "gan", "--dataset", "tiny", "--budget", "smoke", "--out", str(other)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse: one line naming the option
+        cli.main(["evaluate", str(out), "--limit", "-5"])
+    assert "--limit: must be at least 1, got -5" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["format"] == 1
+    (out / "run.json").write_text(json.dumps({**run, "format": 2}))
+    assert cli.main(["evaluate", str(out)]) == 2
+    assert "format 2" in capsys.readouterr().err
+    (out / "run.json").write_text(json.dumps(run))
+    shutil.copy(other / "checkpoint.pt", out / "checkpoint.pt")  # another model's checkpoint
+    assert cli.main(["evaluate", str(out)]) == 2
+    assert "holds a 'gan' model but run.json beside it says 'vae'" in capsys.readouterr().err
+    state = torch.load(other / "checkpoint.pt", weights_only=False)
+    name = next(k for k, v in state["weights"].items() if v.is_floating_point())
+    state["weights"][name] = torch.full_like(state["weights"][name], float("nan"))
+    torch.save(state, other / "checkpoint.pt")
+    assert cli.main(["evaluate", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and name in err
 
 
 def test_evaluate_without_a_run_explains(tmp_path, capsys):

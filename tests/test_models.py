@@ -46,6 +46,10 @@ def test_gan_step_returns_every_term(conditional):
     assert set(out) == {"d_loss", "g_loss", "D(x)", "D(G(z))"}
     labels = torch.arange(4) if conditional else None
     assert model.sample(4, labels).shape == (4, 1, 28, 28)
+    # images outside [0, 1] (0-255, NaN, [-1, 1]) are refused before the step, naming the problem
+    for bad in (batch["x"] * 255, torch.full_like(batch["x"], float("nan")), batch["x"] * 2 - 1):
+        with pytest.raises(ValueError, match="input"):
+            model.train_step({**batch, "x": bad})
 
 
 def test_wrong_image_shape_names_the_expected_shape():

@@ -141,12 +141,12 @@ def test_bad_settings_are_named(build, message):
 def test_the_paper_preset_the_laptop_preset_and_rbvaes_budgets():
     for cls in BASELINES:
         paper = cls.PRESETS["styled-mnist-paper"]
-        assert (paper.latent_dim, paper.image_size, paper.widths) == (64, 64, (32, 64, 128, 256))
-        assert paper.latent_dim == RbVAE.PRESETS["styled-mnist-paper"].specified_dim * 2  # e and z together
+        assert (paper.latent_dim, paper.image_size, paper.widths) == (32, 64, (32, 64, 128, 256))
+        assert paper.latent_dim == RbVAE.PRESETS["styled-mnist-paper"].specified_dim  # 32 latents for every encoder
         assert (paper.lr, paper.betas, paper.eps, paper.pixel_scale, paper.likelihood) == (
             1e-4, (0.5, 0.99), 1e-8, 0.005, "laplace-linear")
         laptop = cls.PRESETS["styled-mnist"]
-        assert (laptop.image_size, laptop.widths, laptop.latent_dim) == (32, RbVAE.PRESETS["styled-mnist"].widths, 64)
+        assert (laptop.image_size, laptop.widths, laptop.latent_dim) == (32, RbVAE.PRESETS["styled-mnist"].widths, 32)
         assert cls.BUDGETS is RbVAE.BUDGETS and cls.budget("full").batch_size == 36
     assert SVAE.PRESETS["styled-mnist"].discriminator_widths == SRbVAE.PRESETS["styled-mnist"].discriminator_widths
     assert SVAE.PRESETS["styled-mnist-paper"].input_drop == 0.25

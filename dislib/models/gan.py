@@ -95,7 +95,10 @@ class GAN(Model):
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
         x = batch["x"]
+        self.check_images(x)
         y = batch["y"] if self.config.conditional else None
+        if y is not None:
+            self.check_labels(y)
         with self.autocast():
             fake = self.sample(len(x), y)
             d_real, d_fake = self.discriminator(x, y), self.discriminator(fake.detach(), y)

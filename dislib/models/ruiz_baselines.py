@@ -11,8 +11,8 @@ eps 1e-8), batches of 36 and the budgets of Rb-VAE and sRb-VAE.
 Every latent forms one code ``z``: the specified code is empty (``specified_dim = 0``),
 ``encode(x)`` returns ``Codes(specified=None, unspecified=mu, unspecified_logvar=logvar)`` and
 ``decode(None, z)`` is ``G(z)``. The paper gives "32 latent variables" to the encoders of every
-model; a reference model has two encoders, ``e`` and ``z``, so we give each baseline 64, as many as
-a reference model has in all, which Table 1's regressors read ("all the latent variables").
+model, so each baseline has 32, which Table 1's regressors read ("all the latent variables"); a
+reference model has 32 in each of its two encoders, ``e`` and ``z``.
 
 * **VAE** (Kingma & Welling 2014), registered as ``ruizvae``: beta-VAE with ``beta = 1`` (the name
   ``vae`` is the book's VAE on its own networks).
@@ -57,10 +57,10 @@ class BaselineConfig(RuizConfig):
     Parameters
     ----------
     latent_dim
-        Size of the one code ``z`` (64: the 32 + 32 of ``e`` and ``z`` in Rb-VAE and sRb-VAE).
+        Size of the one code ``z`` (paper: 32, as each encoder of Rb-VAE and sRb-VAE).
     """
 
-    latent_dim: int = 64
+    latent_dim: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
