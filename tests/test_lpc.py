@@ -1,6 +1,7 @@
 """lpc-sprites: identity catalogue (no data needed) and composition from the real sheets when present."""
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +97,14 @@ def test_cache_repeats_and_size_32_is_the_box_average(tmp_path):
 
 
 @needs_sheets
-def test_read_only_root_works_without_a_cache(monkeypatch):
+def test_read_only_root_and_cache_work_without_a_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("DISLIB_CACHE", raising=False)
-    if writable(ROOT):
-        pytest.skip("data root is writable")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(read_only))
+    if writable(ROOT) or sys.platform != "linux":
+        pytest.skip("data root is writable, or the user cache is not XDG's")
     assert cache_folder(ROOT, None, lpc.CACHE_FOLDER, "composed sprites") is None
     data = load("lpc-sprites", "test", root=ROOT, max_identities=3, frames=1, size=32)
     assert len(data) == 20 and data.images.shape[-1] == 32

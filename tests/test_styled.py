@@ -1,6 +1,7 @@
 """styled-mnist (Ruiz et al. 2019, App. C): the drawing by hand, the sets and their factors, the
 order, the seed, the cache and bad input, on a fake MNIST of a few digits written as idx files."""
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from dislib import settings
 from dislib.data import DatasetDamaged, DatasetNotFound, load, styled
-from dislib.data.cache import cache_folder
+from dislib.data.cache import cache_folder, digest_path, file_digest, user_cache
 
 N_TRAIN, N_TEST = 12, 8
 
@@ -186,10 +187,21 @@ def test_the_cache_is_read_back_and_a_damaged_entry_is_generated_again(root, tmp
     assert torch.equal(reload().images, first.images) and not generated  # read back, not generated
     good_factors = np.load(factors_file)
     halved_colours = np.float32([1, 0.5, 0.5, 0.5, 1, 1, 1])  # columns: set, R, G, B, scale, width, digit
+    def rewrite_factors(table: np.ndarray) -> None:  # a file written whole, with its digest, but wrong
+        np.save(factors_file, table)
+        digest_path(factors_file).write_text(file_digest(factors_file))
+
+    def flip_a_byte() -> None:  # damaged in place: same size, same header
+        data = bytearray(images_file.read_bytes())
+        data[-1] ^= 0xFF
+        images_file.write_bytes(bytes(data))
+
     damages = {
         "images.npy": lambda: images_file.write_bytes(images_file.read_bytes()[:-100]),
-        "factors.npy: .*has shape": lambda: np.save(factors_file, good_factors[:-1]),  # one row short
-        "colours that do not sum to 1": lambda: np.save(factors_file, good_factors * halved_colours),
+        "images.npy: its bytes differ from the SHA-256": flip_a_byte,
+        "factors.npy: no .*factors.sha256 beside it": lambda: digest_path(factors_file).unlink(),
+        "factors.npy: .*has shape": lambda: rewrite_factors(good_factors[:-1]),  # one row short
+        "colours that do not sum to 1": lambda: rewrite_factors(good_factors * halved_colours),
     }
     for why, damage in damages.items():
         damage()
@@ -224,15 +236,28 @@ def test_a_factor_file_that_does_not_match_its_images_is_named():
             styled.check_factors(factors, n, 32)
 
 
-def test_an_unwritable_cache_folder_warns_and_is_not_used(tmp_path):
+def test_an_unwritable_cache_folder_warns_and_is_not_used(tmp_path, monkeypatch):
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     read_only.chmod(0o555)
     with pytest.warns(UserWarning, match="cannot write the styled-mnist images cache .*cache_dir="):
         assert cache_folder(tmp_path, read_only / "cache", styled.CACHE_FOLDER, "styled-mnist images") is None
+    monkeypatch.delenv("DISLIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(read_only))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert cache_folder(read_only, None, styled.CACHE_FOLDER, "styled-mnist images") is None  # silently
+        assert cache_folder(tmp_path, None, styled.CACHE_FOLDER, "styled-mnist images") is None  # silently
+
+
+def test_the_default_cache_is_the_users_never_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISLIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "data"
+    root.mkdir()
+    folder = cache_folder(root, None, styled.CACHE_FOLDER, "styled-mnist images")
+    assert folder == user_cache() / styled.CACHE_FOLDER and root not in folder.parents
+    if sys.platform.startswith("linux"):
+        assert folder == tmp_path / "xdg" / "dislib" / styled.CACHE_FOLDER
 
 
 # bad input -----------------------------------------------------------------------------------

@@ -1,33 +1,48 @@
 """The disk cache of composed datasets (lpc-sprites, styled-mnist): where it lives, and how its
 arrays are written and read back.
 
-A composed dataset is cached as ``.npy`` files under ``DISLIB_CACHE`` (or the data root). A folder
-that cannot be written means no disk cache; a file is replaced atomically; a damaged file (cut
-short, of the wrong shape or type) is reported and composed again, never read as garbage.
+A composed dataset is cached as ``.npy`` files under ``DISLIB_CACHE``, else the user's cache
+folder (``$XDG_CACHE_HOME/dislib`` or ``~/.cache/dislib``; ``~/Library/Caches/dislib`` on macOS,
+``%LOCALAPPDATA%\\dislib\\Cache`` on Windows), never in the data root unless asked. A folder that
+cannot be written means no disk cache; a file is replaced atomically, with the SHA-256 of its bytes
+beside it; a damaged file (cut short, of the wrong shape or type, or changed in place) is reported
+and composed again, never read as garbage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 
+def user_cache() -> Path:
+    """The platform's cache folder for dislib: ``%LOCALAPPDATA%\\dislib\\Cache`` on Windows,
+    ``~/Library/Caches/dislib`` on macOS, else ``$XDG_CACHE_HOME/dislib`` (default ``~/.cache/dislib``)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "dislib" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "dislib"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dislib"
+
+
 def cache_folder(root: Path, cache_dir: str | os.PathLike | None, name: str, what: str) -> Path | None:
-    """The cache folder ``name``: under ``cache_dir``, else ``DISLIB_CACHE``, else the data ``root``.
+    """The cache folder ``name``: under ``cache_dir``, else ``DISLIB_CACHE``, else :func:`user_cache`;
+    never the data ``root`` unless ``cache_dir`` names it.
 
     A folder that cannot be written (or created) means no disk cache: silently for the default
-    under the data root (a read-only shared data root is normal), with a warning naming ``what``
-    for a folder the caller asked for.
+    user cache, with a warning naming ``what`` for a folder the caller asked for.
     """
     if cache_dir is not None:
         folder, source = Path(cache_dir), "cache_dir="
     elif os.environ.get("DISLIB_CACHE"):
         folder, source = Path(os.environ["DISLIB_CACHE"]) / name, "DISLIB_CACHE"
     else:
-        folder, source = Path(root) / name, None
+        folder, source = user_cache() / name, None
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if writable(existing):
         return folder
@@ -50,7 +65,11 @@ def save_arrays(arrays: dict[Path, np.ndarray], what: str) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(partial, array)
+            digest = file_digest(partial)
             os.replace(partial, path)
+            partial_digest = path.with_suffix(f".{os.getpid()}.tmp.sha256")
+            partial_digest.write_text(digest)
+            os.replace(partial_digest, digest_path(path))
     except OSError as err:
         warnings.warn(f"could not cache the {what} in {next(iter(arrays)).parent} ({err}); composing again next time")
 
@@ -66,8 +85,28 @@ def load_array(path: Path, shape: tuple[int, ...] | None, dtype: np.dtype | type
     except (OSError, ValueError, EOFError) as err:
         why = str(err)
     else:
-        if (shape is None or array.shape == shape) and array.dtype == dtype:
+        saved = digest_path(path).read_text().strip() if digest_path(path).exists() else None
+        if not (shape is None or array.shape == shape) or array.dtype != dtype:
+            why = f"{array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape or ''}".rstrip()
+        elif saved is None:
+            why = f"no {digest_path(path).name} beside it to check its bytes against"
+        elif saved != file_digest(path):
+            why = f"its bytes differ from the SHA-256 in {digest_path(path).name}: changed since it was written"
+        else:
             return array
-        why = f"{array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape or ''}".rstrip()
     warnings.warn(f"the cached {what} {path} is damaged ({path.name}: {why}); composing it again to replace it", stacklevel=3)
     return None
+
+
+def digest_path(path: Path) -> Path:
+    """Where the SHA-256 of the cached array ``path`` is kept: beside it, ``NAME.sha256``."""
+    return path.with_suffix(".sha256")
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the bytes of ``path``, in hexadecimal, read in chunks of 16 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
