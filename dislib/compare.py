@@ -21,6 +21,9 @@ a finished run is reused, an unfinished one resumed.
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from collections.abc import Callable
@@ -170,14 +173,28 @@ def map_runs(function: Callable[..., dict], args: list[tuple], jobs: int, thread
     ``threads`` CPU threads each, else in this process; a progress bar counts finished runs."""
     if jobs < 1:
         raise ValueError(f"jobs is how many runs train at once, at least 1, got {jobs}")
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                               initargs=(threads,)) if jobs > 1 else nullcontext()
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                               initargs=(threads, os.getpid())) if jobs > 1 else nullcontext()
     with pool, tqdm(total=len(args), desc=desc, disable=not progress) as bar:
         results = []
         for result in (pool.map if jobs > 1 else map)(function, *zip(*args)):
             results.append(result)
             bar.update(1)
     return results
+
+
+def _start_worker(threads: int, parent: int) -> None:
+    """A pool worker's start: ``threads`` CPU threads, and a watcher that ends the worker once its
+    parent is gone (killed with SIGKILL, the pool cannot say so), so that no orphan keeps training."""
+    torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="dislib-parent-watch").start()
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """Poll every ``every`` seconds whether ``parent`` is still this process's parent; exit at once when not."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None) -> dict:

@@ -1,5 +1,9 @@
 """Small synthetic datasets for fast tests."""
 
+import os
+import time
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -43,3 +47,10 @@ def pixel_data(n: int = 400, seed: int = 0) -> ImageDataset:
     images[:, 0, 0, 0] = labels.float()
     factors = torch.stack([labels, torch.randint(0, 3, (n,), generator=g)], 1)
     return ImageDataset(images, labels, 2, "pixels", factors, ("copy", "noise"), (2, 3))
+
+
+def write_pid_and_sleep(folder: str) -> dict:
+    """A pool job that leaves its process id in ``folder`` and sleeps: a run that never ends."""
+    (Path(folder) / str(os.getpid())).touch()
+    time.sleep(120)
+    return {}

@@ -1,7 +1,12 @@
 """The comparison protocol (dislib.compare), its wall-clock budget and its command, on tiny fake styled digits."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +149,29 @@ def test_runs_of_another_budget_are_not_reused_but_refused_with_the_fix(fake_sty
         compare.run("smoke", tmp_path, ["vae"], progress=False)
     with pytest.raises(ValueError, match="at least 1, got 0"):
         compare.run("smoke", tmp_path, ["vae"], jobs=0, progress=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_end_when_their_parent_is_killed(tmp_path):
+    code = ("from dislib import compare; from tests import helpers; "
+            f"compare.map_runs(helpers.write_pid_and_sleep, [({str(tmp_path)!r},)] * 2, 2, 1, False, 'runs')")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+    workers = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(workers) == 2, "the pool did not start its two workers"
+    os.kill(parent.pid, signal.SIGKILL)  # the pool gets no chance to stop them
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its killed parent"
