@@ -638,6 +638,38 @@ def plot_adversary_lag(
     return fig
 
 
+def plot_gradient_shares(histories: Mapping[str, History | Mapping[str, Any]], columns: int = 3) -> Figure:
+    """What pulls on the encoders and the generator: each objective part's share of their gradient
+    (``gradient_share_*``, recorded by :meth:`dislib.models.base.Model.diagnose` at every evaluation),
+    stacked, against the step; one panel per run of ``histories`` (label: history)."""
+    runs = {}
+    for label, history in histories.items():
+        if isinstance(history, Mapping):
+            history = History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
+        parts = [k for k in (history.metrics[0] if history.metrics else {}) if k.startswith("gradient_share_")]
+        if not parts:
+            raise ValueError(f"the history of {label!r} has no gradient shares: they come from a model whose "
+                             "diagnose() gives them (rbvae, srbvae), trained with an evaluation interval")
+        runs[label] = (history, parts)
+    cols = min(columns, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), layout="constrained", squeeze=False)
+    for ax, (label, (history, parts)) in zip(axes.flat, runs.items()):
+        shares = [[100 * m[k] for m in history.metrics] for k in parts]
+        ax.stackplot(history.steps, shares, labels=[k.removeprefix("gradient_share_").replace("_", " ") for k in parts],
+                     alpha=0.8)
+        ax.set_ylim(0, 100)
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("step", fontsize=10)
+        ax.set_ylabel("share of the gradient (%)", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.legend(fontsize=8, loc="lower left")
+    for ax in axes.flat[len(runs) :]:
+        ax.set_axis_off()
+    plt.close(fig)
+    return fig
+
+
 # sliders -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SliderRange:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -318,3 +319,15 @@ def test_every_label_tiles_one_code_under_each_label():
     torch.testing.assert_close(row[0, 0, ::3], torch.tensor([0.1, 0.35, 0.6]))
     with pytest.raises(ValueError, match="one vector"):
         viz.every_label(generate, torch.zeros(2, 2), 3)
+
+
+def test_gradient_shares_are_stacked_per_run_and_refused_without_them():
+    shares = [{"gradient_share_reconstruction": 0.7, "gradient_share_adversarial": 0.3, "test_kl_z": 5.0},
+              {"gradient_share_reconstruction": 0.6, "gradient_share_adversarial": 0.4, "test_kl_z": 6.0}]
+    history = History(steps=[10, 20], losses=[{}, {}], metrics=shares)
+    fig = viz.plot_gradient_shares({"one": history, "two": dataclasses.asdict(history)})
+    drawn = [ax for ax in fig.axes if ax.collections]
+    assert len(drawn) == 2 and all(len(ax.collections) == 2 for ax in drawn)  # two parts stacked in each panel
+    assert [t.get_text() for t in drawn[0].get_legend().get_texts()] == ["reconstruction", "adversarial"]
+    with pytest.raises(ValueError, match="no gradient shares"):
+        viz.plot_gradient_shares({"vae": History(steps=[10], losses=[{}], metrics=[{"test_kl_z": 1.0}])})
