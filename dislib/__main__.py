@@ -37,7 +37,10 @@ def train(args: argparse.Namespace) -> dict:
     train_data = data.load(args.dataset, "train", **options)
     test_data = data.load(args.dataset, "test", **options)
     settings.seed_everything(args.seed)
-    model = model_cls.for_dataset(train_data, args.preset, **_settings(model_cls, args.set))
+    try:
+        model = model_cls.for_dataset(train_data, args.preset, **_settings(model_cls, args.set))
+    except TypeError as err:  # a model of images on points, or the other way round
+        raise ValueError(f"{err}: train {args.model} on another --dataset, or choose a model for {args.dataset}") from None
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
         resume=not args.restart, data_options=options)

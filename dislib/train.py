@@ -176,6 +176,8 @@ def fit(
     run = {"format": RUN_FORMAT, "model": model.name, "dataset": train_data.name, "data_options": options, "seed": seed,
            "budget": asdict(plan), "config": asdict(model.config)}
     run_dir = Path(out) if out is not None else None
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"the run directory {run_dir} is a file: give a folder (new or a run's) as --out (out=)")
     with _locked(run_dir) if run_dir is not None else nullcontext():
         step, history, interval = _open_run(run_dir, run, model, resume) if run_dir is not None else (0, History(), {})
         steps_per_epoch = max(len(train_data) // plan.batch_size, 1)

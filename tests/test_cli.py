@@ -247,3 +247,9 @@ def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_datase
 def test_model_settings_of_the_wrong_kind_are_named(tiny_dataset, tmp_path, capsys, setting, message):
     assert cli.main(["train", "vae", "--dataset", "tiny", "--set", setting, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_model_of_images_on_points_is_one_line(capsys):
+    assert cli.main(["train", "srbvae", "--dataset", "three-moons", "--budget", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: srbvae reads images, but dataset 'three-moons' holds PointDataset") and "another --dataset" in err

@@ -132,3 +132,11 @@ def test_a_checkpoint_without_run_json_is_not_resumed(finished):
     (finished / RUN).unlink()
     with pytest.raises(RunDirectoryError, match=f"has no {RUN} beside it.*--restart"):
         _train(finished, data_options={"size": 28})
+
+
+def test_a_file_given_as_the_run_directory_is_refused_by_name(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(RunDirectoryError, match="notes.txt is a file: give a folder"):
+        _train(afile)
+    assert afile.read_text() == "mine"
