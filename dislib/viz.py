@@ -307,8 +307,10 @@ def swap_grid(
     cells += [[rows[i], *swaps[i]] for i in range(len(rows))]
     return _table_figure(
         cells, header_row=True, header_column=True, title=title, scale=scale,
-        column_label="specified code s from the top row", row_label="unspecified code z from the left column",
+        column_label=f"specified code {model.specified_symbol} from the top row",
+        row_label="unspecified code z from the left column",
     )
+
 
 
 def interpolation_images(
@@ -348,7 +350,7 @@ def interpolation_grid(
     grid = interpolation_images(model, image_a, image_b, steps, labels)
     return _table_figure(
         [list(row) for row in grid], title=title, scale=scale,
-        column_label="specified code s: a → b", row_label="unspecified code z: a → b",
+        column_label=f"specified code {model.specified_symbol}: a → b", row_label="unspecified code z: a → b",
     )
 
 
@@ -864,7 +866,7 @@ def code_slider(
         return decode_codes(model, _lerp(s[0], s[1], a), _lerp(z[0], z[1], b))
 
     return SliderPanel(
-        frames, ("specified code s: a → b", 0.0, 1.0), ("unspecified code z: a → b", 0.0, 1.0),
+        frames, (f"specified code {model.specified_symbol}: a → b", 0.0, 1.0), ("unspecified code z: a → b", 0.0, 1.0),
         steps=steps, size=size, title=title, batched=True,
     )
 

@@ -8,6 +8,7 @@ import re
 import dataclasses
 from dataclasses import dataclass
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -126,6 +127,11 @@ def test_swap_grid_has_headers_and_all_cells():
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.getvalue()[:4] == b"\x89PNG"
+    texts = lambda figure: " ".join(t.get_text() for t in figure.findobj(matplotlib.text.Text))  # noqa: E731
+    assert "specified code s from the top row" in texts(fig)
+    model = tiny(channels=3)
+    model.specified_symbol = "e"  # Ruiz et al.'s target code
+    assert "specified code e from the top row" in texts(viz.swap_grid(model, images(2, 3), images(2, 3)))
 
 
 def test_swap_grid_errors():
