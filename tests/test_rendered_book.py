@@ -11,7 +11,8 @@ screenshot of each page goes to ``_build/screenshots/<page>.png``.
 
 Without Chromium, chromedriver, Selenium or a built book this test skips with the command that
 fixes it, except where ``CI`` is set: there it fails. Run it alone with
-``pytest -p no:randomly -m rendered_book tests/test_rendered_book.py -s``.
+``pytest -p no:randomly -m rendered_book tests/test_rendered_book.py``; set ``DISLIB_BOOK_HTML``
+to check another built book (a copy) instead of ``_build/html``.
 """
 
 from __future__ import annotations
@@ -156,12 +157,15 @@ const done = arguments[arguments.length - 1];
   const loadsMathJax = Array.from(document.scripts).some(s => /mathjax/i.test(s.src));
   let mathjax = "absent";
   if (loadsMathJax) {
-    while (Date.now() < deadline && !(window.MathJax && MathJax.startup && MathJax.startup.promise))
+    // The script is deferred: by the load event it has run, if it loaded at all.
+    const started = Date.now() + 3000;
+    while (Date.now() < started && !(window.MathJax && MathJax.startup && MathJax.startup.promise))
       await new Promise(r => setTimeout(r, 100));
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      await Promise.race([MathJax.startup.promise, new Promise(r => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      const timeout = new Promise(r => setTimeout(r, Math.max(0, deadline - Date.now())));
+      await Promise.race([MathJax.startup.promise, timeout]);
       mathjax = "ready";
-    } else mathjax = "never started";
+    } else mathjax = "never started (its script did not load or run)";
   }
   await document.fonts.ready;
   done(mathjax);
@@ -171,6 +175,9 @@ const done = arguments[arguments.length - 1];
 # Every check of a page that reads the DOM; returns a list of failures (strings).
 PAGE_CHECKS = r"""
 const failures = [];
+// At most `cap` messages of one kind per page, then a count.
+const capped = (messages, cap = 5) => messages.length <= cap ? messages
+  : [...messages.slice(0, cap), `... and ${messages.length - cap} more like the above`];
 const describe = (el) => {
   let s = el.tagName.toLowerCase();
   if (el.id) s += "#" + el.id;
@@ -194,7 +201,8 @@ for (const img of document.images) {
 const column = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
 const col = column.getBoundingClientRect();
 if (document.documentElement.scrollWidth > window.innerWidth + 1)
-  failures.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px wide in a ${window.innerWidth} px window`);
+  failures.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px wide `
+    + `in a ${window.innerWidth} px window`);
 const scrolls = (el) => {
   for (let a = el.parentElement; a && a !== column.parentElement; a = a.parentElement) {
     const o = getComputedStyle(a).overflowX;
@@ -202,7 +210,7 @@ const scrolls = (el) => {
   }
   return false;
 };
-const reported = [];
+const reported = [], wide = [];
 for (const el of column.querySelectorAll("*")) {
   if (reported.some(r => r.contains(el))) continue;
   const r = el.getBoundingClientRect();
@@ -212,22 +220,25 @@ for (const el of column.querySelectorAll("*")) {
   if (r.right > col.right + 1 || r.left < col.left - 1) {
     if (scrolls(el)) continue;
     reported.push(el);
-    failures.push(`wider than the content column (${Math.round(col.width)} px, from x=${Math.round(col.left)}) `
+    wide.push(`wider than the content column (${Math.round(col.width)} px, from x=${Math.round(col.left)}) `
       + `and not in a box that scrolls: ${describe(el)} spans x=${Math.round(r.left)}..${Math.round(r.right)}`);
   }
 }
+failures.push(...capped(wide));
 
 // Maths: typeset, no TeX error, no raw TeX left in the text.
 const maths = column.querySelectorAll(".math");
 const typeset = column.querySelectorAll("mjx-container");
-for (const m of maths) {
-  if (!m.querySelector("mjx-container") && !m.closest("mjx-container"))
-    failures.push(`maths not typeset: ${describe(m)}`);
-}
-for (const e of column.querySelectorAll("mjx-merror, [data-mjx-error]"))
-  failures.push(`MathJax error: ${(e.getAttribute("data-mjx-error") || e.textContent).slice(0, 120)}`);
-const raw = /\\\(|\\\)|\\\[|\\\]|\$\$|\$[^\s$][^$\n]{0,200}?[^\s$\\]\$|\$[^\s$]\$|\\(frac|mathbb|mathcal|mathbf|operatorname|begin|end)\b/;
+const untypeset = Array.from(maths).filter(m => !m.querySelector("mjx-container") && !m.closest("mjx-container"));
+if (untypeset.length)
+  failures.push(`${untypeset.length} of ${maths.length} maths not typeset, the first: ${describe(untypeset[0])}`);
+failures.push(...capped(Array.from(column.querySelectorAll("mjx-merror, [data-mjx-error]"),
+  e => `MathJax error: ${(e.getAttribute("data-mjx-error") || e.textContent).slice(0, 120)}`)));
+// \( \) \[ \] $$, $...$ (no space inside the dollars), or a TeX command.
+const raw = new RegExp([String.raw`\\[()\[\]]`, String.raw`\$\$`, String.raw`\$[^\s$][^$\n]{0,200}?[^\s$\\]\$`,
+  String.raw`\$[^\s$]\$`, String.raw`\\(frac|mathbb|mathcal|mathbf|operatorname|begin|end)\b`].join("|"));
 const skip = "pre, code, script, style, textarea, kbd, samp, mjx-container, .highlight, .MathJax";
+const rawTex = [];
 const walker = document.createTreeWalker(column, NodeFilter.SHOW_TEXT);
 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
   const parent = node.parentElement;
@@ -235,19 +246,27 @@ for (let node = walker.nextNode(); node; node = walker.nextNode()) {
   const m = raw.exec(node.textContent);
   if (m) {
     const i = m.index, t = node.textContent;
-    failures.push(`raw TeX left as text in ${describe(parent)}: "${t.slice(Math.max(0, i - 30), i + 50).replace(/\s+/g, " ")}"`);
+    const excerpt = t.slice(Math.max(0, i - 30), i + 50).replace(/\s+/g, " ");
+    rawTex.push(`raw TeX left as text in ${describe(parent)}: "${excerpt}"`);
   }
 }
+failures.push(...capped(rawTex, 3));
 return {failures: failures, maths: maths.length, typeset: typeset.length, hasMathJax: !!window.MathJax};
 """
 
-# The slider panels of the page (dislib.viz.SliderPanel.html): id, title, slider labels.
+# The slider panels of the page (dislib.viz.SliderPanel.html): id, title, slider labels; and the
+# number of range inputs outside them (a panel this test would not recognise, so not check).
 FIND_PANELS = r"""
-return Array.from(document.querySelectorAll('div[id^="dislib-slider-"]')).map((root) => {
-  const head = root.firstElementChild && root.firstElementChild.tagName === "DIV" ? root.firstElementChild.textContent : "";
-  return {id: root.id, title: head.trim(),
-          sliders: Array.from(root.querySelectorAll('input[type="range"]')).map(i => i.getAttribute("aria-label") || "")};
+const roots = Array.from(document.querySelectorAll('div[id^="dislib-slider-"]'));
+const panels = roots.map((root) => {
+  const first = root.firstElementChild;
+  const head = first && first.tagName === "DIV" ? first.textContent : "";  // the panel's title, if any
+  const inputs = Array.from(root.querySelectorAll('input[type="range"]'));
+  return {id: root.id, title: head.trim(), sliders: inputs.map(i => i.getAttribute("aria-label") || "")};
 });
+const stray = Array.from(document.querySelectorAll('input[type="range"]'))
+  .filter(i => !roots.some(r => r.contains(i)));
+return {panels: panels, stray: stray.length};
 """
 
 # Move slider k of panel id to its other end; report the picture and the readout before and after.
@@ -258,7 +277,8 @@ const [id, k, done] = [arguments[0], arguments[1], arguments[arguments.length - 
   const img = root.querySelector("img");
   const input = root.querySelectorAll('input[type="range"]')[k];
   let readout = input.nextElementSibling;
-  if (!readout || !readout.classList.contains("dislib-value")) readout = root.getElementsByClassName("dislib-value")[k];
+  if (!readout || !readout.classList.contains("dislib-value"))
+    readout = root.getElementsByClassName("dislib-value")[k];
   const pixels = async () => {
     try { await img.decode(); } catch (e) { return null; }
     if (!img.naturalWidth) return null;
@@ -290,6 +310,10 @@ def _drain_logs(driver) -> tuple[list[dict], list[dict]]:
     return driver.get_log("browser"), driver.get_log("performance")
 
 
+WIDGETS_HINT = (" (the page's notebook holds ipywidgets state, e.g. a tqdm progress bar, so MyST-NB loads the"
+                " widget manager and require.js from CDNs: clear those outputs and the notebook's metadata.widgets)")
+
+
 def _network_failures(performance: list[dict], origin: str) -> list[str]:
     """Requests that left the loopback server, failed, or got an HTTP error, from Chromium's network log."""
     sent: dict[str, str] = {}
@@ -305,7 +329,7 @@ def _network_failures(performance: list[dict], origin: str) -> list[str]:
             if not url.startswith((origin + "/", "data:", "blob:", "about:")):
                 # Reported once: its failure and its console message below would say the same again.
                 failures.append(f"request outside the loopback server, blocked (the page needs the network): "
-                                f"{url[:160]}")
+                                f"{url[:160]}" + (WIDGETS_HINT if "@jupyter-widgets/" in url else ""))
     for event in events:
         params = event.get("params", {})
         url = sent.get(params.get("requestId"))
@@ -324,8 +348,8 @@ def _console_errors(entries: list[dict], origin: str) -> list[str]:
         url = message.split(" ", 1)[0]
         return url == f"{origin}/favicon.ico" or (
             "Failed to load resource" in message and "://" in url and not url.startswith(origin + "/"))
-    return [f"JavaScript console error: {e['message'][:300]}" for e in entries
-            if e.get("level") == "SEVERE" and not reported_elsewhere(e["message"])]
+    return list(dict.fromkeys(f"JavaScript console error: {e['message'][:300]}" for e in entries
+                              if e.get("level") == "SEVERE" and not reported_elsewhere(e["message"])))
 
 
 def _screenshot(driver, page: str) -> None:
@@ -402,8 +426,11 @@ def test_every_page_renders_offline(built_book, server, browser, capsys):
             if checks["maths"] and not checks["hasMathJax"]:
                 page_failures.append(f"{checks['maths']} maths on the page but MathJax is not loaded")
             n_maths += checks["typeset"]
-            panels = driver.execute_script(FIND_PANELS)
-            for number, panel in enumerate(panels, 1):
+            found = driver.execute_script(FIND_PANELS)
+            if found["stray"]:
+                page_failures.append(f"{found['stray']} range input(s) outside any dislib slider panel "
+                                     "(div#dislib-slider-...): not checked")
+            for number, panel in enumerate(found["panels"], 1):
                 panel_failures, sliders = _check_panel(driver, page, number, panel)
                 failures += panel_failures
                 n_panels += 1
