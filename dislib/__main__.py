@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -76,6 +77,8 @@ def _typed(key: str, value: object, default: object) -> object:
     if type(value) is not type(default):
         example = json.dumps(list(default) if isinstance(default, tuple) else default)
         raise ValueError(f"setting {key} takes a {type(default).__name__} like {key}={example}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"setting {key} must be a finite number, got {value!r}: give a value like {key}={default!r}")
     return value
 
 

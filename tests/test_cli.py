@@ -243,6 +243,8 @@ def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_datase
     ("widths=abc", "setting widths takes a tuple like widths=["),
     ("image_size=64", "image_size comes from the dataset, not from --set"),
     ("beta=true", "setting beta takes a float like beta=1.0, got True"),
+    ("beta=Infinity", "setting beta must be a finite number, got inf"),
+    ("beta=NaN", "setting beta must be a finite number, got nan"),
 ])
 def test_model_settings_of_the_wrong_kind_are_named(tiny_dataset, tmp_path, capsys, setting, message):
     assert cli.main(["train", "vae", "--dataset", "tiny", "--set", setting, "--out", str(tmp_path / "run")]) == 2
