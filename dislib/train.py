@@ -389,6 +389,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 
 def load_model(run_dir: str | Path, device: str | torch.device | None = None) -> Model:
     """The trained model saved in ``run_dir`` (by :func:`fit` or ``python -m dislib train``), in eval mode."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"load_model needs the run directory (a path), got {run_dir!r}: "
+                        "pass the folder `python -m dislib train ... --out` wrote, e.g. load_model('runs/vae-mnist')")
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first with `python -m dislib train ... --out {run_dir}`")

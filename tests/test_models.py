@@ -9,7 +9,7 @@ import torch
 from dislib.data.base import ImageDataset
 from dislib.models import CGAN, CVAE, GAN, VAE, Budget, CGANConfig, Zheng
 from dislib.models.base import Model
-from dislib.train import fit
+from dislib.train import fit, load_model
 from tests.helpers import tiny_images
 
 
@@ -116,3 +116,19 @@ def test_the_vae_keeps_its_presets_and_old_checkpoints():
     del old["config"]["hidden_width"]  # a checkpoint written before the setting existed
     restored = Model.from_checkpoint(old)
     assert type(restored) is VAE and restored.config.hidden_width == 0
+
+
+def test_python_api_misuse_gets_clear_errors():
+    data = tiny_images(8)
+    vae = VAE.for_dataset(data)
+    with pytest.raises(ValueError, match="floating-point unspecified code, got torch.int64"):
+        vae.decode(None, torch.zeros(2, vae.config.latent_dim, dtype=torch.long))
+    with pytest.warns(UserWarning, match="NaN or infinite"):
+        vae.decode(None, torch.full((2, vae.config.latent_dim), float("nan")))
+    with pytest.raises(ValueError, match="batch has no 'x'.*make_batch"):
+        vae.train_step({"y": torch.zeros(2, dtype=torch.long)})
+    cvae = VAE.for_dataset(data, conditional=True)
+    with pytest.raises(ValueError, match="2 labels for 4 images"):
+        cvae.encode(torch.rand(4, 1, 28, 28), torch.tensor([1, 2]))
+    with pytest.raises(TypeError, match="needs the run directory"):
+        load_model(None)

@@ -245,7 +245,7 @@ def test_bad_batches_are_refused():
     batch = batch_of(model)
     with pytest.raises(ValueError, match=r"pixels must lie in \[0, 1\]"):
         model.train_step({"x": batch["x"] * 2 - 1})
-    with pytest.raises(ValueError, match="holds its images under 'x'.*make_batch"):
+    with pytest.raises(ValueError, match="batch has no 'x'.*make_batch"):
         model.train_step({"x_unlabelled": batch["x"]})
 
 

@@ -208,7 +208,7 @@ class CVAEGAN(Disentangler):
         ``D`` is frozen during the first step and judges the first step's fakes, detached, in the
         second: both players' gradients are taken at the same weights, as in Zheng & Sun's model.
         """
-        x, y = batch["x"], batch["y"]
+        x, y = self.require(batch, "x", "y")
         self.check_images(x)
         self.check_labels(y)
 

@@ -94,9 +94,9 @@ class GAN(Model):
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One discriminator step, then one generator step (Goodfellow et al. 2014, Algorithm 1, k = 1)."""
-        x = batch["x"]
+        x, *labels = self.require(batch, "x", *(("y",) if self.config.conditional else ()))
         self.check_images(x)
-        y = batch["y"] if self.config.conditional else None
+        y = labels[0] if labels else None
         if y is not None:
             self.check_labels(y)
         with self.autocast():

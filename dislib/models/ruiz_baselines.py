@@ -239,11 +239,9 @@ class RuizBaseline(RuizModel):
 
     def batch_images(self, batch: dict[str, Tensor]) -> Tensor:
         """The batch's images (every image alike: the labels are not read), after a clear error for bad ones."""
-        if "x" not in batch:
-            raise ValueError(f"a {self.name} batch holds its images under 'x', got keys {sorted(batch)}: "
-                             "build batches with model.make_batch(data, indices, generator)")
-        self.check_images(batch["x"])
-        return batch["x"]
+        (x,) = self.require(batch, "x")
+        self.check_images(x)
+        return x
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One Adam step of the encoder and the generator on :meth:`objective`."""

@@ -99,6 +99,8 @@ class VAE(Disentangler):
         the one-hot label when ``labels`` are given (``None`` otherwise: an image alone does not
         name its label)."""
         self.check_images(x)
+        if labels is not None and len(labels) != len(x):
+            raise ValueError(f"{self.name}.encode got {len(labels)} labels for {len(x)} images: pass one label per image")
         specified = None if labels is None else self._label_code(labels, "encode")
         mu, logvar = self.posterior(self.encoder(x))
         return Codes(specified=specified, unspecified=mu, unspecified_logvar=logvar)
@@ -125,8 +127,9 @@ class VAE(Disentangler):
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Maximise the ELBO by one Adam step (Kingma & Welling 2014, Algorithm 1)."""
+        x, *y = self.require(batch, "x", *(("y",) if self.config.conditional else ()))
         with self.autocast():
-            terms = self.negative_elbo(batch["x"], batch["y"] if self.config.conditional else None)
+            terms = self.negative_elbo(x, y[0] if y else None)
             loss = (terms["reconstruction"] + self.config.beta * terms["kl"]).mean()
         self.optimizer_step("vae", loss)
         self.steps_done += 1

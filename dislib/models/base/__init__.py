@@ -8,6 +8,7 @@ paper's algorithm box (GANs alternate between players inside one step). The trai
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -166,6 +167,14 @@ class Model(nn.Module):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    def require(self, batch: dict[str, Tensor], *keys: str) -> tuple[Tensor, ...]:
+        """``batch[key]`` for each of ``keys``, after a clear error naming the keys a batch lacks."""
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise ValueError(f"this {self.name} batch has no {', '.join(map(repr, missing))} (got keys {sorted(batch)}): "
+                             "build batches with model.make_batch(data, indices, generator)")
+        return tuple(batch[k] for k in keys)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One optimisation step on ``batch``, ending with ``steps_done += 1``.
@@ -331,7 +340,8 @@ class Disentangler(Model):
         return losses.image_nll(output, x, c.likelihood, c.pixel_scale)
 
     def check_codes(self, specified: Tensor | None, unspecified: Tensor) -> None:
-        """Raise a clear error if the codes given to ``decode`` have the wrong size."""
+        """Raise a clear error if the codes given to ``decode`` have the wrong size or are not floating
+        point; warn (on the CPU, where reading a value costs nothing) if they hold NaN or infinity."""
         for what, code, dim in (("specified", specified, self.specified_dim), ("unspecified", unspecified, self.unspecified_dim)):
             if dim == 0:
                 if code is not None:
@@ -339,6 +349,12 @@ class Disentangler(Model):
             elif code is None or code.ndim != 2 or code.shape[1] != dim:
                 got = None if code is None else tuple(code.shape)
                 raise ValueError(f"{self.name}.decode expects a {what} code of shape [N, {dim}], got {got}")
+            elif not code.is_floating_point():
+                raise ValueError(f"{self.name}.decode expects a floating-point {what} code, got {code.dtype}: "
+                                 "convert it with .float()")
+            elif code.device.type == "cpu" and not bool(code.isfinite().all()):
+                warnings.warn(f"{self.name}.decode: the {what} code holds NaN or infinite values; "
+                              "the images decoded from them are meaningless", stacklevel=3)
 
 
 def check_weights(config: Any, also: tuple[str, ...] = ()) -> None:
