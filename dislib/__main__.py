@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from dislib import compare as comparison, data, quality, settings, sweep as sweeps
+from dislib.bench import MODES as bench_modes
 from dislib.bench import bench_all
 from dislib.data.base import ImageDataset, LabelledData
 from dislib.evaluate import chance_errors, held_out, leak_report, regress_codes
@@ -146,7 +147,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 def bench(args: argparse.Namespace) -> dict:
     """Training throughput (images per second through ``train_step``) and peak memory of every model
     (:func:`dislib.bench.bench_all`)."""
-    return bench_all(settings.device(args.device), args.steps, args.warmup, args.batch_size)
+    return bench_all(settings.device(args.device), args.steps, args.warmup, args.batch_size,
+                     tuple(dict.fromkeys(args.mode or ["eager"])))
 
 
 def compare(args: argparse.Namespace) -> dict:
@@ -199,6 +201,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=_at_least(0), default=2)
     b.add_argument("--batch-size", type=_at_least(1), default=64)
     b.add_argument("--device", default=None)
+    b.add_argument("--mode", action="append", choices=bench_modes, default=None,
+                   help="eager (as the training loop runs: float32 on the CPU) or fast (bf16 autocast where the "
+                        "hardware computes in bf16, channels-last); repeatable: --mode eager --mode fast adds "
+                        "each model's speedup (default: eager)")
     b.set_defaults(handler=bench)
     c = sub.add_parser("compare", help="train and measure every method under one protocol (the comparison chapter)")
     c.add_argument("--dataset", default=comparison.DATASET, choices=[comparison.DATASET],

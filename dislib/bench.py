@@ -64,25 +64,58 @@ def _resident_peak_kib() -> int | None:
     return int(found.group(1)) if found else None
 
 
+MODES = ("eager", "fast")
+"""How :func:`bench_model` runs a step: ``eager`` as the training loop does (float32 on the CPU, bf16
+autocast of the forward passes on CUDA); ``fast`` adds what the hardware allows: bf16 autocast on a CPU
+that computes in bfloat16 (AVX-512 BF16 or AMX) and channels-last images and convolutions everywhere
+(losses and optimizer states stay float32)."""
+
+
+def bf16_capable(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: any CUDA device here, a CPU with oneDNN's bf16
+    support (AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return True
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def prepare(model: Model, device: torch.device, mode: str) -> Model:
+    """``model`` on ``device`` in train mode, set up for ``mode`` (:data:`MODES`)."""
+    if mode not in MODES:
+        raise ValueError(f"mode is one of {MODES}, got {mode!r}")
+    model = model.to(device).train()
+    fast = mode == "fast"
+    model.autocast_dtype = torch.bfloat16 if device.type == "cuda" or (fast and bf16_capable(device)) else None
+    if fast:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _channels_last(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+
+
 def bench_model(
-    model: Model, data: ImageDataset, device: torch.device, steps: int, warmup: int, batch_size: int, seed: int = 0
+    model: Model, data: ImageDataset, device: torch.device, steps: int, warmup: int, batch_size: int, seed: int = 0,
+    mode: str = "eager",
 ) -> dict[str, float | int | str | None]:
-    """Train ``model`` for ``warmup + steps`` steps on batches of ``data`` (on ``device``, bf16 autocast on
-    CUDA) and return ``images_per_second`` over the timed steps, ``peak_memory_mb`` and ``memory``
-    (see :func:`peak_memory`) over all of them, and the ``batch_size``.
+    """Train ``model`` for ``warmup + steps`` steps on batches of ``data`` (on ``device``, as ``mode``
+    says: :data:`MODES`) and return ``images_per_second`` over the timed steps, ``peak_memory_mb`` and
+    ``memory`` (see :func:`peak_memory`) over all of them, the ``batch_size`` and the ``dtype``.
 
     A triplet model counts its anchor images, a reference-based model both halves of its batch.
     """
     if steps < 1 or warmup < 0 or batch_size < 2:
         raise ValueError(f"bench needs steps >= 1, warmup >= 0 and batch_size >= 2, got {steps}, {warmup}, {batch_size}")
-    model = model.to(device).train()
-    model.autocast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    model = prepare(model, device, mode)
     generator = torch.Generator().manual_seed(seed)
     times = []
     with peak_memory(device) as memory:
         for step in range(warmup + steps):
             indices = torch.randperm(len(data), generator=generator)[:batch_size].to(device)
             batch = model.make_batch(data, indices, generator)
+            if mode == "fast":
+                batch = _channels_last(batch)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
@@ -91,12 +124,20 @@ def bench_model(
                 torch.cuda.synchronize(device)
             if step >= warmup:
                 times.append(time.perf_counter() - start)
-    return {"images_per_second": round(batch_size * len(times) / sum(times), 1), "batch_size": batch_size, **memory}
+    dtype = "bfloat16 autocast" if model.autocast_dtype is not None else "float32"
+    return {"images_per_second": round(batch_size * len(times) / sum(times), 1), "batch_size": batch_size,
+            "dtype": dtype + (", channels-last" if mode == "fast" else ""), **memory}
 
 
-def bench_all(device: torch.device, steps: int = 10, warmup: int = 2, batch_size: int = 64) -> dict:
-    """:func:`bench_model` for every model of :data:`dislib.models.MODELS`, with the device's name, the
-    CPU threads and the dtype.
+def bench_all(
+    device: torch.device, steps: int = 10, warmup: int = 2, batch_size: int = 64, modes: tuple[str, ...] = ("eager",)
+) -> dict:
+    """:func:`bench_model` for every model of :data:`dislib.models.MODELS` in each of ``modes``, with the
+    device's name, the CPU threads and the dtype.
+
+    Each model's row holds the first mode's numbers (``images_per_second``, ...); with more than one
+    mode, ``modes`` holds each mode's row and ``speedup`` the last mode's images per second over the
+    first's (``fast`` over ``eager`` for ``--mode eager --mode fast``), both measured in the same run.
 
     Each model is built with the preset of its book chapter's data and fed random images of that
     shape: its ``mnist`` preset on 28x28 grey images, else its ``styled-mnist`` preset on 32x32 RGB
@@ -109,12 +150,21 @@ def bench_all(device: torch.device, steps: int = 10, warmup: int = 2, batch_size
         "mnist": ImageDataset(torch.rand(n, 1, 28, 28), torch.arange(n) % 10, 10, "mnist").to(device),
         "styled-mnist": ImageDataset(torch.rand(n, 3, 32, 32), torch.arange(n) % 2, 2, "styled-mnist").to(device),
     }
+    if not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"modes are one or more of {MODES}, got {modes}")
     results = {}
     for name, model_cls in sorted(MODELS.items()):
         preset = next((p for p in synthetic if p in model_cls.PRESETS), None)
         images = synthetic[preset or "mnist"]
-        row = bench_model(model_cls.for_dataset(images, preset), images, device, steps, warmup, batch_size)
-        results[name] = {**row, "preset": preset or "default"}
+        rows = {}
+        for mode in modes:
+            settings.seed_everything(0)
+            model = model_cls.for_dataset(images, preset)
+            rows[mode] = bench_model(model, images, device, steps, warmup, batch_size, mode=mode)
+        results[name] = {**rows[modes[0]], "preset": preset or "default"}
+        if len(modes) > 1:
+            speedup = rows[modes[-1]]["images_per_second"] / rows[modes[0]]["images_per_second"]
+            results[name] |= {"modes": rows, "speedup": round(speedup, 2)}
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
-    return {"device": name, "threads": torch.get_num_threads(),
-            "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32", "models": results}
+    return {"device": name, "threads": torch.get_num_threads(), "dtype": results[next(iter(results))]["dtype"],
+            "bf16_capable": bf16_capable(device), "models": results}

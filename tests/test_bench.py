@@ -29,3 +29,17 @@ def test_bench_model_times_the_steps_and_refuses_bad_sizes():
     assert int(model.steps_done) == 3
     with pytest.raises(ValueError, match="steps >= 1, warmup >= 0 and batch_size >= 2"):
         bench.bench_model(model, data, torch.device("cpu"), steps=0, warmup=0, batch_size=8)
+
+
+def test_the_fast_mode_runs_bf16_channels_last_where_the_cpu_can_and_refuses_unknown_modes():
+    data = tiny_images(32)
+    cpu = torch.device("cpu")
+    model = bench.prepare(VAE.for_dataset(data, latent_dim=2), cpu, "fast")
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.autocast_dtype == (torch.bfloat16 if bench.bf16_capable(cpu) else None)
+    row = bench.bench_model(model, data, cpu, steps=1, warmup=0, batch_size=8, mode="fast")
+    assert row["images_per_second"] > 0 and row["dtype"].endswith("channels-last")
+    assert bench.prepare(VAE.for_dataset(data, latent_dim=2), cpu, "eager").autocast_dtype is None
+    with pytest.raises(ValueError, match="mode is one of"):
+        bench.prepare(model, cpu, "turbo")

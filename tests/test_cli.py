@@ -52,6 +52,16 @@ def test_bench_reports_every_model(capsys):
     }
     assert result["models"]["srbvae"]["preset"] == "styled-mnist"
     assert result["models"]["cvaegan"]["preset"] == "mnist"
+    assert "speedup" not in result["models"]["vae"]  # one mode: today's fields only
+
+
+def test_bench_measures_both_modes_in_one_run(capsys):
+    assert cli.main(["bench", "--steps", "1", "--warmup", "0", "--batch-size", "8", "--mode", "eager", "--mode", "fast"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for name, row in result["models"].items():
+        assert set(row["modes"]) == {"eager", "fast"}, name
+        assert row["images_per_second"] == row["modes"]["eager"]["images_per_second"]  # today's fields: the first mode
+        assert row["speedup"] == pytest.approx(row["modes"]["fast"]["images_per_second"] / row["images_per_second"], rel=0.02)
 
 
 @pytest.mark.parametrize("model", ["zheng", "cvaegan", "cvae", "cgan"])
