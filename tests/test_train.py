@@ -54,6 +54,7 @@ def test_history_has_losses_and_metrics():
     assert {"loss", "reconstruction", "kl", "test_negative_elbo"} <= set(history.last())
 
 
+@pytest.mark.filterwarnings("ignore:.*NaN or infinite values:UserWarning")  # decode's own warning, before the stop
 def test_diverging_loss_stops_with_a_message():
     model = _vae(lr=1e30)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf between steps 1 and 20: .*another seed"):
