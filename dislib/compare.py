@@ -44,7 +44,7 @@ from dislib.dci import dci
 from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
 from dislib.models import MODELS, Budget, Disentangler
 from dislib.report import table
-from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_run
+from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_run, write_json
 
 DATASET = "styled-mnist"
 EVALUATION = "evaluation.json"
@@ -197,15 +197,25 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
+def stored_evaluation(path: Path) -> dict[str, Any]:
+    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none or it cannot be
+    read (damaged, or not a JSON object): the caller then measures the run again."""
+    try:
+        stored = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
 def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None) -> dict:
     """Train (or resume, or reuse) one run and evaluate it; the evaluation is kept in its directory."""
     out = folder / f"{method.key}-seed{seed}"
-    stored = out / EVALUATION
+    stored = stored_evaluation(out / EVALUATION)
     trained_for = {"seconds": plan.seconds, "train_size": plan.train_size}
-    if stored.exists() and (out / METRICS).exists():
-        result = json.loads(stored.read_text())
-        if (result.get("protocol_version"), result.get("seed"), result.get("budget")) == (PROTOCOL_VERSION, seed, trained_for):
-            return result
+    if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("budget")) == (
+        PROTOCOL_VERSION, seed, trained_for
+    ):
+        return stored
     train = data.load(DATASET, "train", label=method.label)
     settings.seed_everything(seed)
     model = build(method, train)
@@ -224,7 +234,7 @@ def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, devic
               **measure(model, method, test, plan.dci_size, seed),
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
               "images_per_second": trained["steps"] * steps.batch_size / max(trained["seconds"], 1e-9)}
-    stored.write_text(json.dumps(result, indent=1))
+    write_json(out / EVALUATION, result)
     return result
 
 

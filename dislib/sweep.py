@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from dislib import data, settings
-from dislib.compare import map_runs, spread, spread_cell
+from dislib.compare import map_runs, spread, spread_cell, stored_evaluation
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
@@ -137,7 +137,7 @@ def run(
 def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None) -> dict:
     """Train (or resume, or reuse) one run and measure it; the measurement is kept in its directory."""
     out = folder / f"{point.key}-seed{seed}"
-    stored = _stored_evaluation(out / EVALUATION)
+    stored = stored_evaluation(out / EVALUATION)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
             PROTOCOL_VERSION, seed, plan.probe_size):
         return stored
@@ -159,15 +159,6 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
               "history": {"steps": history.steps, "metrics": history.metrics}}
     write_json(out / EVALUATION, result)
     return result
-
-
-def _stored_evaluation(path: Path) -> dict[str, Any]:
-    """A run's stored measurement, or ``{}`` where there is none or it cannot be read (it is redone)."""
-    try:
-        stored = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return stored if isinstance(stored, dict) else {}
 
 
 COLUMNS = {

@@ -112,6 +112,13 @@ def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_
     assert compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"] == \
         methods["Mathieu et al."]["runs"]
     assert checkpoint.stat().st_mtime_ns == stamp
+    # a stored evaluation that is damaged, or a JSON list, is measured again (the run is not retrained)
+    for damaged in ("[1, 2]", "{not json"):
+        (tmp_path / "mathieu-seed1" / "evaluation.json").write_text(damaged)
+        again = compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"]
+        assert again[1]["seed"] == 1 and again[1]["steps"] == methods["Mathieu et al."]["runs"][1]["steps"]
+        assert json.loads((tmp_path / "mathieu-seed1" / "evaluation.json").read_text())["seed"] == 1
+        assert checkpoint.stat().st_mtime_ns == stamp
 
 
 def test_cells_show_mean_and_spread_in_the_columns_unit():
