@@ -416,10 +416,9 @@ def generation_quality(model: Model, classifier: nn.Module, test: ImageDataset, 
     take = torch.cat([(test.labels == k).nonzero().squeeze(1)[:per_class] for k in range(test.num_classes)])
     out = {"classifier_test_accuracy": classifier_accuracy(classifier, test), "classifier_classes": test.num_classes}
     for name, images, classes in (("", samples, labels), ("real_", test.images[take], test.labels[take])):
-        score, spread = classifier_inception_score(classifier, images)
-        out[f"{name}inception_score"], out[f"{name}inception_score_std"] = score, spread
-        read = classifier_probabilities(classifier, images).argmax(1).cpu()
-        out[f"{name}asked_class_accuracy"] = float((read == classes.cpu()).float().mean())
+        probabilities = classifier_probabilities(classifier, images)
+        out[f"{name}inception_score"], out[f"{name}inception_score_std"] = inception_score(probabilities)
+        out[f"{name}asked_class_accuracy"] = float((probabilities.argmax(1).cpu() == classes.cpu()).float().mean())
         out[f"{name}intra_class_diversity"] = intra_class_diversity(images.cpu(), classes.cpu(), pairs_per_class,
                                                                     seed)["diversity"]
     return out

@@ -602,6 +602,14 @@ def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     return fig
 
 
+def _as_history(history: History | Mapping[str, Any]) -> History:
+    """``history`` as a :class:`History`: a mapping (a run's stored history, which may carry more
+    fields, such as a sweep's run record) keeps the fields of a history."""
+    if isinstance(history, History):
+        return history
+    return History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
+
+
 def plot_adversary_lag(
     history: History | Mapping[str, Any], title: str = "", final: Mapping[str, float] | None = None
 ) -> Figure:
@@ -613,8 +621,7 @@ def plot_adversary_lag(
     ``final``, a run's :func:`dislib.evaluate.leak_report`, adds the full probes (MLP on the means
     and on samples of ``z``) at the last step, as stars: what a quick probe under-reads.
     """
-    if isinstance(history, Mapping):
-        history = History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
+    history = _as_history(history)
     needed = ("test_code_adversary_accuracy", "z_accuracy")
     if not history.steps or any(k not in history.metrics[0] for k in needed):
         raise ValueError(f"this history has no {' and '.join(needed)}: it comes from a model with an adversary "
@@ -646,8 +653,7 @@ def plot_gradient_shares(histories: Mapping[str, History | Mapping[str, Any]], c
     stacked, against the step; one panel per run of ``histories`` (label: history)."""
     runs = {}
     for label, history in histories.items():
-        if isinstance(history, Mapping):
-            history = History(**{k: v for k, v in history.items() if k in History.__dataclass_fields__})
+        history = _as_history(history)
         parts = [k for k in (history.metrics[0] if history.metrics else {}) if k.startswith("gradient_share_")]
         if not parts:
             raise ValueError(f"the history of {label!r} has no gradient shares: they come from a model whose "
