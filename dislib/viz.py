@@ -528,11 +528,13 @@ def latent_manifold(
 
 
 # training curves -------------------------------------------------------------------------
-def plot_history(history: History | Mapping[str, Any], keys: Sequence[str] | None = None, columns: int = 4) -> Figure:
+def plot_history(
+    history: History | Mapping[str, Any], keys: Sequence[str] | None = None, columns: int = 4, title: str = ""
+) -> Figure:
     """One small plot per loss (training, mean over each interval) and metric (test) against the step.
 
     ``history`` is what :func:`dislib.fit` returns (or its ``dataclasses.asdict``); ``keys``
-    picks some of the curves.
+    picks some of the curves; ``title`` names the run above the plots.
     """
     if isinstance(history, Mapping):
         history = History(**history)
@@ -558,6 +560,8 @@ def plot_history(history: History | Mapping[str, Any], keys: Sequence[str] | Non
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(curves) :]:
         ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
     plt.close(fig)
     return fig
 

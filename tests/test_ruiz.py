@@ -121,6 +121,28 @@ def test_objective_parts_add_up_to_the_objective():
     assert sum(parts.values()).item() == pytest.approx(srbvae_objective(srb, config).item())
 
 
+def test_the_set_mmd_extension_is_one_more_part_and_pulls_z_of_the_two_sets_together():
+    terms = {k: torch.ones(3) for k in ("reconstruction", "kl_e", "kl_z")} | {
+        k: torch.ones(2) for k in ("reference_reconstruction", "reference_kl_z")} | {"set_mmd": torch.full((3,), 0.5)}
+    config = RbVAEConfig(set_mmd_weight=4.0)
+    parts = rbvae_objective_parts(terms, config)
+    assert parts["set_mmd"].item() == pytest.approx(2.0)
+    assert rbvae_objective(terms, config).item() == pytest.approx(sum(parts.values()).item())
+    assert "set_mmd" not in rbvae_objective_parts(terms, RbVAEConfig())  # weight 0: the paper, no such part
+    for cls in (RbVAE, SRbVAE):
+        model = small(cls, set_mmd_weight=10.0)
+        batch = batch_of(model)
+        shares = model.diagnose(batch)
+        assert shares["gradient_share_set_mmd"] > 0
+        x, x_reference = model.check_batch(batch)
+        posterior = model.posterior_samples(x, x_reference)
+        mmd = model.reconstruction_terms(x, x_reference, posterior)["set_mmd"]
+        assert mmd.shape == (len(x),) and mmd[0].item() > 0
+        gradient = torch.autograd.grad(mmd[0], list(model.unspecified_encoder.parameters()))
+        assert any(g.abs().sum() > 0 for g in gradient)  # it trains q(z|x)
+        assert "set_mmd" not in small(cls).reconstruction_terms(x, x_reference, posterior)
+
+
 def test_stroke_drawn_counts_the_reference_stroke_a_reconstruction_draws():
     x = torch.zeros(2, 3, 4, 4)
     x[0, :, 0, :] = 1.0  # a white stroke of four pixels
@@ -246,9 +268,18 @@ def test_the_paper_preset_and_the_laptop_preset():
         assert cls.budget("full").batch_size == 36
         laptop = cls.for_dataset(data)  # the dataset's own preset
         assert laptop.config.widths == (16, 32, 64, 128) and laptop.config.image_size == 32
+        assert (laptop.config.likelihood, laptop.config.pixel_scale, laptop.config.lr) == ("gaussian", 0.05, 5e-4)
+        literal = cls.PRESETS["styled-mnist-literal"]  # the paper's recipe on the laptop networks
+        assert (literal.widths, literal.image_size) == ((16, 32, 64, 128), 32)
+        assert (literal.lr, literal.betas, literal.eps, literal.pixel_scale, literal.likelihood) == optimiser_and_likelihood
+        assert literal.set_mmd_weight == 0.0 == laptop.config.set_mmd_weight
         optimizer = laptop.optimizers["autoencoder"]
         assert optimizer.defaults["betas"] == (0.5, 0.99) and optimizer.defaults["eps"] == 1e-8
     assert SRbVAE.PRESETS["styled-mnist-paper"].discriminator_widths == (32, 64, 128, 256)
+    laptop, literal = SRbVAE.PRESETS["styled-mnist"], SRbVAE.PRESETS["styled-mnist-literal"]
+    assert (laptop.adversarial_weight, laptop.code_reconstruction_weight) == (100.0, 100.0)
+    assert (literal.adversarial_weight, literal.code_reconstruction_weight) == (1.0, 1.0)
+    assert literal.discriminator_widths == laptop.discriminator_widths == (16, 32, 64, 128)
 
 
 def test_rbvae_step_and_which_term_trains_which_player():

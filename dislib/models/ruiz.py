@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Codes, gradient_shares, register
-from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
+from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RUIZ_LAPTOP_SYMMETRIC, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
 from dislib.nn import reparameterize
 
 
@@ -55,12 +55,20 @@ class ReferenceConfig(RuizConfig):
     reference_label
         The label of reference images (styled-mnist: 1); every other label marks an unlabelled
         image. Any labelled dataset works: its class ``reference_label`` becomes the reference set.
+    set_mmd_weight
+        **Extension, not in the paper** (0 = the paper): weight of :func:`dislib.losses.class_mmd`
+        between the posterior means of ``z`` of the unlabelled and of the reference images of a batch,
+        a penalty (no second player) on how much the distribution of ``z`` tells the two sets apart.
+        The target factors are what tells them apart, so a ``z`` whose distribution is the same in
+        both sets cannot carry them in the way the reference set shows them (the Variational Fair
+        Autoencoder's MMD, Louizos et al. 2016, with the set as the nuisance variable).
     """
 
     specified_dim: int = 32
     unspecified_dim: int = 32
     reconstruction_weight: float = 1.0
     reference_label: int = 1
+    set_mmd_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,12 +113,14 @@ def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict
         \underbrace{\mathbb E_{p_u}\big[w_r\,\mathrm{NLL}(x \mid z, e)\big] + \mathbb E_{p_r}\big[w_r\,\mathrm{NLL}(x \mid z, e_r)\big]}_{\text{reconstruction}}
         + \underbrace{\mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z\big]}_{\text{kl}}
 
-    (both weights 1 is the paper).
+    (both weights 1 is the paper), and the extension's ``set_mmd`` part where
+    ``set_mmd_weight`` is set (:func:`set_mmd_part`).
     """
     w_rec, w_kl = config.reconstruction_weight, config.kl_weight
     return {
         "reconstruction": w_rec * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
         "kl": w_kl * ((terms["kl_z"] + terms["kl_e"]).mean() + terms["reference_kl_z"].mean()),
+        **set_mmd_part(terms, config),
     }
 
 
@@ -121,13 +131,28 @@ def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
         \mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e) + w_r\,\mathrm{NLL}(x \mid z, e)\big]
         + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z + w_r\,\mathrm{NLL}(x \mid z, e_r)\big]
 
-    (:func:`dislib.losses.reference_vae_bound` with weights; both weights 1 is the paper; the sum of
-    :func:`rbvae_objective_parts`).
+    (:func:`dislib.losses.reference_vae_bound` with weights; both weights 1 is the paper), plus the
+    extension's :func:`set_mmd_part` where it is set: the sum of :func:`rbvae_objective_parts`.
     """
     w_rec, w_kl = config.reconstruction_weight, config.kl_weight
     unlabelled = losses.reference_vae_bound(w_rec * terms["reconstruction"], w_kl * terms["kl_z"], w_kl * terms["kl_e"])
     reference = losses.reference_vae_bound(w_rec * terms["reference_reconstruction"], w_kl * terms["reference_kl_z"])
-    return unlabelled.mean() + reference.mean()
+    return unlabelled.mean() + reference.mean() + sum(set_mmd_part(terms, config).values())
+
+
+def set_mmd_part(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[str, Tensor]:
+    r"""The extension's penalty as an objective part, ``{"set_mmd": w * MMD^2}`` with
+    ``w = set_mmd_weight``, or no part where the weight is 0 (the paper):
+
+    .. math::
+        w \, \tfrac12 \sum_{y \in \{0, 1\}} \mathrm{MMD}^2\big(\{\mu_z(x) : y(x) = y\}, \{\mu_z(x)\}\big)
+
+    over the posterior means of ``z`` of a batch's unlabelled and reference images
+    (:func:`dislib.losses.class_mmd`).
+    """
+    if not config.set_mmd_weight:
+        return {}
+    return {"set_mmd": config.set_mmd_weight * terms["set_mmd"].mean()}
 
 
 def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> dict[str, Tensor]:
@@ -142,7 +167,8 @@ def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> di
         - \mathbb E \log q(\hat z_r \mid \hat x_r)}_{\text{code reconstruction (Eq. 10)}}
 
     weighted by ``adversarial_weight``, ``reconstruction_weight`` and ``code_reconstruction_weight``
-    (all 1: the paper).
+    (all 1: the paper), and the extension's ``set_mmd`` part where ``set_mmd_weight`` is set
+    (:func:`set_mmd_part`).
     """
     c = config
     return {
@@ -151,6 +177,7 @@ def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> di
         * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
         "code_reconstruction": c.code_reconstruction_weight
         * (terms["code_reconstruction"].mean() + terms["reference_code_reconstruction"].mean()),
+        **set_mmd_part(terms, c),
     }
 
 
@@ -274,13 +301,19 @@ class ReferenceVAE(RuizModel):
         """Per image, at the posterior samples: ``reconstruction``, ``-log p(x | z, e)`` of the unlabelled
         images, and ``reference_reconstruction``, ``-log p(x_r | z_r, e_r)`` of the reference ones, in
         nats; and ``reference_stroke_drawn``, the fraction of each reference digit's stroke that its
-        reconstruction draws (:func:`stroke_drawn`; a number to watch, not a loss)."""
+        reconstruction draws (:func:`stroke_drawn`; a number to watch, not a loss); with the
+        extension's ``set_mmd_weight``, ``set_mmd``, :func:`dislib.losses.class_mmd` between the
+        means of ``z`` of the two sets (one number, repeated per unlabelled image)."""
         c = self.config
         e = torch.cat([posterior["e"], self.reference_codes(len(x_reference)).to(posterior["e"].dtype)])
         output = self.decoder_output(e, posterior["z"])
         nll = losses.image_nll(output, torch.cat([x, x_reference]), c.likelihood, c.pixel_scale)
         drawn = stroke_drawn(losses.mean_image(output[len(x) :].detach(), c.likelihood), x_reference)
-        return {"reconstruction": nll[: len(x)], "reference_reconstruction": nll[len(x) :], "reference_stroke_drawn": drawn}
+        terms = {"reconstruction": nll[: len(x)], "reference_reconstruction": nll[len(x) :], "reference_stroke_drawn": drawn}
+        if c.set_mmd_weight:
+            is_reference = torch.arange(len(e), device=e.device) >= len(x)
+            terms["set_mmd"] = losses.class_mmd(posterior["mu_z"].float(), is_reference.long()).expand(len(x))
+        return terms
 
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """The parts of the encoders' and generator's objective on one batch (scalars that add up to it)."""
@@ -378,7 +411,7 @@ class SRbVAE(ReferenceVAE):
 
     name = "srbvae"
     Config = SRbVAEConfig
-    PRESETS = ruiz_presets(SRbVAEConfig, **RUIZ_LAPTOP_DISCRIMINATORS)
+    PRESETS = ruiz_presets(SRbVAEConfig, RUIZ_LAPTOP_DISCRIMINATORS, **RUIZ_LAPTOP_SYMMETRIC)
 
     def __init__(self, config: SRbVAEConfig) -> None:
         super().__init__(config)

@@ -45,7 +45,7 @@ from torch import Tensor
 from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Codes, check_weights, register
-from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
+from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RUIZ_LAPTOP_SYMMETRIC, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
 from dislib.nn import reparameterize
 
 
@@ -334,7 +334,7 @@ class SVAE(RuizBaseline):
 
     name = "svae"
     Config = SVAEConfig
-    PRESETS = ruiz_presets(SVAEConfig, **RUIZ_LAPTOP_DISCRIMINATORS)
+    PRESETS = ruiz_presets(SVAEConfig, RUIZ_LAPTOP_DISCRIMINATORS, **RUIZ_LAPTOP_SYMMETRIC)
 
     def __init__(self, config: SVAEConfig) -> None:
         super().__init__(config)
