@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import functools
 import json
 import math
@@ -235,10 +236,25 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             result = args.handler(args)
-    except (FileNotFoundError, PermissionError, ValueError, KeyError, TrainingDiverged, RunDirectoryError) as err:
+    except (FileNotFoundError, ValueError, KeyError, TrainingDiverged, RunDirectoryError) as err:
         message = err.args[0] if isinstance(err, KeyError) else err  # a KeyError's str() adds quotes
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except PermissionError as err:
+        print(f"error: {err}: not allowed to write or read there; give a folder you can write to "
+              "(--out, DISLIB_CACHE) or change its permissions", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on the device ({err.filename or 'while writing'}): nothing half-written was kept; "
+              "free some space, or write to another disk (--out, DISLIB_CACHE), and run the command again "
+              "(a training resumes from its last checkpoint)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.command} stopped; a training resumes from its last checkpoint when run again, "
+              "an evaluation writes nothing until it finishes", file=sys.stderr)
+        return 130
     print(json.dumps(result, indent=2))
     return 0
 

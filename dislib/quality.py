@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from dislib import settings
 from dislib.data.base import ImageDataset, LabelledData, check_pixels
+from dislib.data.cache import write_atomically
 from dislib.evaluate import inference
 from dislib.models.base import Disentangler, Model
 
@@ -151,9 +152,8 @@ def cached_classifier(train: ImageDataset, path: str | Path, **kwargs: Any) -> n
     if not path.exists():
         net = train_classifier(train, **kwargs)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({**wanted, "weights": {k: v.cpu() for k, v in net.state_dict().items()}}, tmp)
-        tmp.replace(path)
+        record = {**wanted, "weights": {k: v.cpu() for k, v in net.state_dict().items()}}
+        write_atomically(path, lambda tmp: torch.save(record, tmp))
         return net
     saved = _read_classifier(path)
     differences = [f"{k} {saved.get(k)!r} (asked for: {wanted[k]!r})"

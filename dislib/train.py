@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dislib import evaluate, settings
+from dislib import data as datasets, evaluate, settings
 from dislib.data.base import LabelledData
+from dislib.data.cache import write_atomically
 from dislib.models.base import Budget, Model
 
 CHECKPOINT = "checkpoint.pt"
@@ -266,6 +267,9 @@ def _check_same_run(run_dir: Path, saved: dict[str, Any], run: dict[str, Any]) -
     differences = []
     for key in _SAME_ON_RESUME:
         old, new = saved.get(key, {} if key == "data_options" else None), run[key]
+        if key == "data_options" and saved.get("dataset") == run["dataset"] and run["dataset"] in datasets.names():
+            if datasets.resolved_options(run["dataset"], old) == datasets.resolved_options(run["dataset"], new):
+                continue  # the defaults spelled out, or left out: the same data
         if key == "budget" and isinstance(old, dict):
             changed = [k for k in {**old, **new} if old.get(k) != new.get(k)]
             old, new = {k: old.get(k) for k in changed}, {k: new.get(k) for k in changed}
@@ -305,8 +309,12 @@ def _take_lock(lock: Path, take_over: bool = True) -> None:
             f"{lock.parent} is in use by process {pid} (lock file {lock}): wait for it to finish or train into "
             "another --out; if no training runs there, delete the lock file"
         ) from None
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        lock.unlink(missing_ok=True)  # no empty lock left behind (a full disk)
+        raise
 
 
 def _lock_holder(lock: Path) -> int | None:
@@ -335,9 +343,7 @@ def _running(pid: int | None) -> bool:
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
     """Write ``value`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2, default=str)))
 
 
 def _save(path: Path, model: Model, step: int, history: History, interval: dict[str, Any]) -> None:
@@ -345,9 +351,7 @@ def _save(path: Path, model: Model, step: int, history: History, interval: dict[
              "interval": interval}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:

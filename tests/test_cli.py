@@ -265,3 +265,79 @@ def test_a_model_of_images_on_points_is_one_line(capsys):
     assert cli.main(["train", "srbvae", "--dataset", "three-moons", "--budget", "smoke"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: srbvae reads images, but dataset 'three-moons' holds PointDataset") and "another --dataset" in err
+
+
+def test_resuming_with_the_default_option_spelled_out_is_the_same_run(tiny_dataset, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "size=28", "--budget", "smoke", "--out", out]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 40  # resumed (nothing left to train), not refused
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "size=32", "--budget", "smoke", "--out", out]) == 2
+    assert "holds a run with data_options" in (err := _one_line_error(capsys)) and "(asked for: {'size': 32})" in err
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file_or_lock(tiny_dataset, monkeypatch, tmp_path, capsys):
+    import errno
+
+    def full(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(train.torch, "save", full)
+    out = tmp_path / "run"
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert "no space left on the device" in err and "free some space" in err
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no checkpoint.pt.tmp, no run.lock
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(monkeypatch, tmp_path):
+    import errno
+
+    def full(fd, *args, **kwargs):
+        import os
+
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train.os, "fdopen", full)
+    with pytest.raises(OSError):
+        train._take_lock(tmp_path / "run.lock")
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_ctrl_c_and_a_read_only_folder_are_one_line(tiny_dataset, monkeypatch, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", out]) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "held_out", interrupted)
+    assert cli.main(["evaluate", out]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: evaluate stopped") and err.count("\n") == 1
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", out)
+
+    monkeypatch.setattr(cli, "fit", refused)
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", out]) == 2
+    assert "give a folder you can write to (--out" in _one_line_error(capsys)
+
+
+def test_unknown_settings_and_weights_that_do_not_fit_are_named(tiny_dataset):
+    from dislib.models.base import Model
+
+    tiny = data.load("tiny", "train")
+    with pytest.raises(ValueError, match="vae has no setting 'colour' .*its settings are: image_channels"):
+        VAE.for_dataset(tiny, colour=1)
+    checkpoint = VAE.for_dataset(tiny).checkpoint()
+    with pytest.raises(ValueError, match="vae has no setting 'colour' \\(in its checkpoint's configuration"):
+        Model.from_checkpoint({**checkpoint, "config": {**checkpoint["config"], "colour": 1}})
+    weights = dict(checkpoint["weights"])
+    first = next(k for k, v in weights.items() if v.dim() > 1)
+    weights[first] = torch.zeros(3)
+    with pytest.raises(ValueError, match="weights do not fit a vae of its own configuration .*size mismatch"):
+        Model.from_checkpoint({**checkpoint, "weights": weights})

@@ -68,6 +68,14 @@ def option_names(name: str) -> list[str]:
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def resolved_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options dataset ``name`` is loaded with when ``given`` are passed: every option of its
+    loader at its default value, then ``given`` (so ``{}`` and the defaults spelled out are equal)."""
+    parameters = list(inspect.signature(_LOADERS[name]).parameters.values())[2:]
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **given}
+
+
 def _check_options(name: str, given: dict[str, Any]) -> None:
     """Raise a ValueError naming the options ``name`` does not take and listing those it does."""
     unknown = sorted(set(given) - set(option_names(name)))
@@ -75,8 +83,9 @@ def _check_options(name: str, given: dict[str, Any]) -> None:
         takes = ", ".join(option_names(name)) or "none"
         raise ValueError(
             f"{name} takes no option {', '.join(unknown)}; the options it takes: {takes}. "
-            "Remove the others from --option (or from load's keyword arguments)"
+            "Remove the others (train's --option, load's keyword arguments, or the data_options of a run's run.json)"
         )
 
 
-__all__ = ["DatasetDamaged", "DatasetNotFound", "ImageDataset", "PointDataset", "load", "names", "option_names"]
+__all__ = ["DatasetDamaged", "DatasetNotFound", "ImageDataset", "PointDataset", "load", "names", "option_names",
+           "resolved_options"]

@@ -15,6 +15,7 @@ import hashlib
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,16 @@ def file_digest(path: Path) -> str:
         while chunk := file.read(1 << 24):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to ``path.tmp`` beside ``path``, then rename it to ``path``: a reader never sees
+    half a file. On any failure (a full disk, Ctrl-C) the temporary file is removed and ``path`` is
+    left as it was."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -131,6 +132,7 @@ class Model(nn.Module):
         base = cls.PRESETS.get(preset or data.name, cls.Config())
         if preset is not None and preset not in cls.PRESETS:
             raise KeyError(f"{cls.name} has no preset {preset!r}; presets: {sorted(cls.PRESETS)}")
+        cls.check_settings(overrides)
         if isinstance(data, PointDataset) and hasattr(base, "point_dim"):
             shape = dict(point_dim=data.point_dim, num_classes=data.num_classes)
             return cls(dataclasses.replace(base, **{**shape, **overrides}))
@@ -142,6 +144,16 @@ class Model(nn.Module):
             raise ValueError(f"{cls.name} needs square images, got {height}x{width}")
         shape = dict(image_channels=channels, image_size=height, num_classes=data.num_classes)
         return cls(dataclasses.replace(base, **{**shape, **overrides}))
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], where: str = "settings") -> None:
+        """Raise a ValueError naming any key of ``settings`` that is no field of the model's
+        configuration, and the fields there are (instead of the dataclass's TypeError)."""
+        known = [f.name for f in dataclasses.fields(cls.Config)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.name} has no setting {', '.join(map(repr, unknown))} (in its {where}); "
+                             f"its settings are: {', '.join(known)}")
 
     @classmethod
     def budget(cls, name: str) -> Budget:
@@ -280,9 +292,15 @@ class Model(nn.Module):
                 "build the model from the checkpoint's config (dislib.load_model), or train anew with "
                 "--restart (resume=False) or into another --out"
             )
-        self.load_state_dict(checkpoint["weights"])
-        for k, state in checkpoint["optimizers"].items():
-            self.optimizers[k].load_state_dict(state)
+        try:
+            self.load_state_dict(checkpoint["weights"])
+            for k, state in checkpoint["optimizers"].items():
+                self.optimizers[k].load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()
+            detail = " ".join(line.strip() for line in first[:3])
+            raise ValueError(f"this checkpoint's weights do not fit a {self.name} of its own configuration ({detail}): "
+                             "the file was damaged or edited; train anew with --restart (resume=False)") from None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "Model":
@@ -291,6 +309,7 @@ class Model(nn.Module):
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r} in checkpoint; known models: {sorted(MODELS)}")
         model_cls = MODELS[name]
+        model_cls.check_settings(checkpoint["config"], where="checkpoint's configuration: written by another version of dislib?")
         model = model_cls(model_cls.Config(**checkpoint["config"]))
         model.restore(checkpoint)
         return model
