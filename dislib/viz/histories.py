@@ -14,7 +14,7 @@ from dislib.train import History
 
 
 def plot_history(
-    history: History | Mapping[str, Any], keys: Sequence[str] | None = None, columns: int = 4, title: str = ""
+    history: History | Mapping[str, Any], keys: Sequence[str] | None = None, columns: int = 3, title: str = ""
 ) -> Figure:
     """One small plot per loss (training, mean over each interval) and metric (test) against the step.
 
@@ -36,12 +36,12 @@ def plot_history(
         curves = {k: curves[k] for k in keys}
     cols = min(columns, len(curves))
     rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.3 * rows), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), layout="constrained", squeeze=False)
     for ax, (name, (kind, values)) in zip(axes.flat, curves.items()):
         ax.plot(history.steps, values, marker="o", markersize=3, color="C0" if kind == "train" else "C1")
-        ax.set_title(f"{name} ({kind})", fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"{name} ({kind})", fontsize=10)
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(curves) :]:
         ax.set_axis_off()
