@@ -24,7 +24,12 @@ def test_notebook_has_full_run_outputs(path):
 
 def test_every_page_is_in_the_table_of_contents():
     toc = (BOOK.parent / "_toc.yml").read_text()
-    pages = sorted(p for p in BOOK.rglob("*") if p.suffix in (".md", ".ipynb") and ".ipynb_checkpoints" not in p.parts)
+    files = sorted(p for p in BOOK.rglob("*") if p.suffix in (".md", ".ipynb") and ".ipynb_checkpoints" not in p.parts)
+    pages = [p for p in files if not p.name.startswith("_")]
     missing = [str(p.relative_to(BOOK.parent).with_suffix("")) for p in pages
                if str(p.relative_to(BOOK.parent).with_suffix("")) not in toc]
     assert not missing, f"pages not in _toc.yml: {missing}"
+    # a file named _NAME is a fragment that pages include ({include}); each must be included somewhere
+    texts = "\n".join(p.read_text() for p in pages)
+    unused = [p.name for p in files if p.name.startswith("_") and f"{p.name}\n" not in texts.replace("```", "\n")]
+    assert not unused, f"fragments no page includes: {unused}"

@@ -449,6 +449,7 @@ def test_images_outside_the_pixel_range_are_refused():
     "cls, overrides, message",
     [
         (RbVAEConfig, dict(kl_weight=-1.0), "kl_weight must be >= 0"),
+        (RbVAEConfig, dict(set_mmd_weight=float("inf")), "set_mmd_weight must be >= 0 and finite"),
         (RbVAEConfig, dict(reconstruction_weight=-0.5), "reconstruction_weight must be >= 0"),
         (SRbVAEConfig, dict(adversarial_weight=-1.0), "adversarial_weight must be >= 0"),
         (SRbVAEConfig, dict(code_reconstruction_weight=float("nan")), "code_reconstruction_weight must be >= 0"),

@@ -8,6 +8,7 @@ paper's algorithm box (GANs alternate between players inside one step). The trai
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -380,8 +381,8 @@ def check_weights(config: Any, also: tuple[str, ...] = ()) -> None:
     """Raise a clear error for a negative loss weight: every field of ``config`` ending in
     ``_weight``, and the fields named in ``also`` (``beta``, ``lambda_od``)."""
     for name, value in vars(config).items():
-        if (name.endswith("_weight") or name in also) and not value >= 0:
-            raise ValueError(f"{name} must be >= 0 (a weight of a term to minimise), got {value}")
+        if (name.endswith("_weight") or name in also) and not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be >= 0 and finite (a weight of a term to minimise), got {value}")
 
 
 def gradient_shares(parts: dict[str, Tensor], params: list[nn.Parameter]) -> dict[str, float]:
