@@ -99,9 +99,14 @@ def swap_images(
     """
     rows, cols = _check_images(row_images, "row_images"), _check_images(column_images, "column_images")
     s = _specified_codes(model, cols, "swap_images", column_labels).specified
-    z = encode_dataset(model, rows).unspecified
-    n_rows, n_cols = z.shape[0], s.shape[0]
-    decoded = decode_codes(model, s.repeat(n_rows, 1), z.repeat_interleave(n_cols, 0))
+    return _every_pair(model, s, encode_dataset(model, rows).unspecified)
+
+
+def _every_pair(model: Disentangler, specified: Tensor, unspecified: Tensor) -> Tensor:
+    """``decode(s_j, z_i)`` for every row ``z_i`` of ``unspecified`` and column ``s_j`` of
+    ``specified``: ``[len(unspecified), len(specified), C, H, W]``."""
+    n_rows, n_cols = len(unspecified), len(specified)
+    decoded = decode_codes(model, specified.repeat(n_rows, 1), unspecified.repeat_interleave(n_cols, 0))
     return decoded.view(n_rows, n_cols, *decoded.shape[1:])
 
 
@@ -145,9 +150,7 @@ def interpolation_images(
     codes = _specified_codes(model, pair, "interpolation_images", labels)
     s, z = codes.specified, codes.unspecified
     weights = torch.linspace(0, 1, steps)
-    s_path, z_path = _lerp(s[0], s[1], weights), _lerp(z[0], z[1], weights)
-    decoded = decode_codes(model, s_path.repeat(steps, 1), z_path.repeat_interleave(steps, 0))
-    return decoded.view(steps, steps, *decoded.shape[1:])
+    return _every_pair(model, _lerp(s[0], s[1], weights), _lerp(z[0], z[1], weights))
 
 
 def interpolation_grid(
