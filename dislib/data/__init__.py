@@ -62,17 +62,21 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     return dataset
 
 
+def _option_parameters(name: str) -> list[inspect.Parameter]:
+    """The keyword parameters of dataset ``name``'s loader after ``split`` and ``root``: its options."""
+    parameters = list(inspect.signature(_LOADERS[name]).parameters.values())[2:]  # after split, root
+    return [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def option_names(name: str) -> list[str]:
     """Names of the options dataset ``name`` takes (the keyword arguments of its loader)."""
-    parameters = list(inspect.signature(_LOADERS[name]).parameters.values())[2:]  # after split, root
-    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [p.name for p in _option_parameters(name)]
 
 
 def resolved_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The options dataset ``name`` is loaded with when ``given`` are passed: every option of its
     loader at its default value, then ``given`` (so ``{}`` and the defaults spelled out are equal)."""
-    parameters = list(inspect.signature(_LOADERS[name]).parameters.values())[2:]
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    defaults = {p.name: p.default for p in _option_parameters(name) if p.default is not inspect.Parameter.empty}
     return {**defaults, **given}
 
 
