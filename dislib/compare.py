@@ -170,7 +170,7 @@ def run(
                              "preset": m.preset or DATASET, "settings": m.settings,
                              "runs": by_method[m.name], **spread(by_method[m.name])} for m in chosen},
     }
-    (folder / "compare.json").write_text(json.dumps(summary, indent=1))
+    write_json(folder / "compare.json", summary)
     (folder / "compare.html").write_text(summary_table(summary).to_html())
     return summary
 
