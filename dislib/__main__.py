@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from dislib import compare as comparison, data, quality, settings, sweep as sweeps
-from dislib.bench import MODES as bench_modes
 from dislib.bench import bench_all
 from dislib.data.base import ImageDataset, LabelledData
 from dislib.evaluate import chance_errors, held_out, leak_report, regress_codes
 from dislib.models import MODELS, Disentangler
+from dislib.precision import MODES
 from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
 
 
@@ -46,7 +46,7 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"{err}: train {args.model} on another --dataset, or choose a model for {args.dataset}") from None
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
-        resume=not args.restart, data_options=options)
+        resume=not args.restart, data_options=options, mode=args.mode)
     return json.loads((out / METRICS).read_text())
 
 
@@ -186,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--restart", action="store_true",
                    help="train from scratch, replacing what --out holds, instead of resuming")
+    t.add_argument("--mode", choices=MODES, default=None,
+                   help="fast (bf16 forward passes where the hardware computes in bf16, channels-last; losses in "
+                        "float32) or eager (float32 on the CPU); default: a resumed run's own, else fast")
     t.set_defaults(handler=train)
     e = sub.add_parser("evaluate", help="print a trained run's test metrics as JSON")
     e.add_argument("run", help="run directory written by `train`")
@@ -202,9 +205,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=_at_least(0), default=2)
     b.add_argument("--batch-size", type=_at_least(1), default=64)
     b.add_argument("--device", default=None)
-    b.add_argument("--mode", action="append", choices=bench_modes, default=None,
-                   help="eager (as the training loop runs: float32 on the CPU) or fast (bf16 autocast where the "
-                        "hardware computes in bf16, channels-last); repeatable: --mode eager --mode fast adds "
+    b.add_argument("--mode", action="append", choices=MODES, default=None,
+                   help="eager (float32 on the CPU) or fast (as the training loop runs by default: bf16 autocast "
+                        "where the hardware computes in bf16, channels-last); repeatable: --mode eager --mode fast adds "
                         "each model's speedup (default: eager)")
     b.set_defaults(handler=bench)
     c = sub.add_parser("compare", help="train and measure every method under one protocol (the comparison chapter)")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from dislib import settings
+from dislib.precision import MODES, bf16_capable, prepare, prepare_batch
 from dislib.data.base import ImageDataset
 from dislib.models.base import MODELS, Model
 
@@ -64,43 +65,12 @@ def _resident_peak_kib() -> int | None:
     return int(found.group(1)) if found else None
 
 
-MODES = ("eager", "fast")
-"""How :func:`bench_model` runs a step: ``eager`` as the training loop does (float32 on the CPU, bf16
-autocast of the forward passes on CUDA); ``fast`` adds what the hardware allows: bf16 autocast on a CPU
-that computes in bfloat16 (AVX-512 BF16 or AMX) and channels-last images and convolutions everywhere
-(losses and optimizer states stay float32)."""
-
-
-def bf16_capable(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: any CUDA device here, a CPU with oneDNN's bf16
-    support (AVX-512 BF16 or AMX)."""
-    if device.type == "cuda":
-        return True
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def prepare(model: Model, device: torch.device, mode: str) -> Model:
-    """``model`` on ``device`` in train mode, set up for ``mode`` (:data:`MODES`)."""
-    if mode not in MODES:
-        raise ValueError(f"mode is one of {MODES}, got {mode!r}")
-    model = model.to(device).train()
-    fast = mode == "fast"
-    model.autocast_dtype = torch.bfloat16 if device.type == "cuda" or (fast and bf16_capable(device)) else None
-    if fast:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def _channels_last(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
-
-
 def bench_model(
     model: Model, data: ImageDataset, device: torch.device, steps: int, warmup: int, batch_size: int, seed: int = 0,
     mode: str = "eager",
 ) -> dict[str, float | int | str | None]:
     """Train ``model`` for ``warmup + steps`` steps on batches of ``data`` (on ``device``, as ``mode``
-    says: :data:`MODES`) and return ``images_per_second`` over the timed steps, ``peak_memory_mb`` and
+    says: :data:`dislib.precision.MODES`) and return ``images_per_second`` over the timed steps, ``peak_memory_mb`` and
     ``memory`` (see :func:`peak_memory`) over all of them, the ``batch_size`` and the ``dtype``.
 
     A triplet model counts its anchor images, a reference-based model both halves of its batch.
@@ -114,8 +84,7 @@ def bench_model(
         for step in range(warmup + steps):
             indices = torch.randperm(len(data), generator=generator)[:batch_size].to(device)
             batch = model.make_batch(data, indices, generator)
-            if mode == "fast":
-                batch = _channels_last(batch)
+            batch = prepare_batch(batch, mode)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()

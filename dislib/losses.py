@@ -3,22 +3,48 @@
 Each function returns one value per sample (shape ``[N]``) so that a training step reads as a
 weighted sum of named terms, ``loss = recon.mean() + beta * kl.mean()``. The docstring of each
 carries the equation it implements and where it comes from.
+
+Every loss computes in float32 (:func:`float32`), even inside a bfloat16 autocast region: the
+networks' forward passes may run narrower (:mod:`dislib.precision`), their losses do not.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+Loss = TypeVar("Loss", bound=Callable)
+
+
+def _widened(value: object) -> object:
+    if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+        return value.float()
+    return value
+
+
+def float32(loss: Loss) -> Loss:
+    """Run ``loss`` in float32: its floating tensor arguments cast up (float64 kept), autocast off inside."""
+
+    @functools.wraps(loss)
+    def wrapped(*args: object, **kwargs: object) -> object:
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return loss(*map(_widened, args), **{k: _widened(v) for k, v in kwargs.items()})
+
+    return wrapped  # type: ignore[return-value]
 
 
 def _per_sample(t: Tensor) -> Tensor:
     return t.flatten(1).sum(1)
 
 
+@float32
 def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     r"""KL divergence from a diagonal Gaussian to the standard normal, in nats.
 
@@ -32,12 +58,14 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     return _per_sample(kl_normal_standard_per_dimension(mu, logvar))
 
 
+@float32
 def kl_normal_standard_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
     r"""The terms of :func:`kl_normal_standard` before the sum over ``j``, shape ``[N, D]``:
     :math:`\tfrac12 (\sigma_j^2 + \mu_j^2 - 1 - \log \sigma_j^2)` nats in dimension ``j``."""
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
 
 
+@float32
 def per_unit_vae_terms(
     reconstruction: Tensor, kl: Tensor, reconstruction_weight: float, kl_weight: float, pixels: int, code_dim: int
 ) -> Tensor:
@@ -55,6 +83,7 @@ def per_unit_vae_terms(
     return reconstruction_weight / pixels * reconstruction.mean() + kl_weight / code_dim * kl.mean()
 
 
+@float32
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
     r"""Negative log-likelihood of images under independent Bernoulli pixels, in nats.
 
@@ -67,6 +96,7 @@ def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
     return _per_sample(F.binary_cross_entropy_with_logits(logits, target, reduction="none"))
 
 
+@float32
 def gaussian_nll(mean: Tensor, target: Tensor, std: float) -> Tensor:
     r"""Negative log-likelihood of images under independent Gaussian pixels of fixed std, in nats.
 
@@ -78,6 +108,7 @@ def gaussian_nll(mean: Tensor, target: Tensor, std: float) -> Tensor:
     return _per_sample(sq + math.log(std) + 0.5 * math.log(2 * math.pi))
 
 
+@float32
 def laplace_nll(mean: Tensor, target: Tensor, scale: float) -> Tensor:
     r"""Negative log-likelihood of images under independent Laplace pixels of fixed scale, in nats.
 
@@ -101,6 +132,7 @@ def check_likelihood(likelihood: str, scale: float) -> None:
         raise ValueError(f"the {likelihood} likelihood needs a pixel scale > 0, got {scale}")
 
 
+@float32
 def image_nll(output: Tensor, target: Tensor, likelihood: str, scale: float = 0.1) -> Tensor:
     r"""``-log p(x | output)`` per image, in nats, for the decoder's pre-activation ``output``.
 
@@ -143,6 +175,7 @@ def mean_image(output: Tensor, likelihood: str) -> Tensor:
     return mean.clamp(0.0, 1.0) if likelihood == "laplace-linear" else mean
 
 
+@float32
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     r"""The discriminator's side of the GAN game (Goodfellow et al. 2014, Eq. 1), to minimise.
 
@@ -156,6 +189,7 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     return F.softplus(-real_logits) + F.softplus(fake_logits)
 
 
+@float32
 def generator_loss_nonsaturating(fake_logits: Tensor) -> Tensor:
     r"""The non-saturating generator loss (Goodfellow et al. 2014, Sec. 3).
 
@@ -167,6 +201,7 @@ def generator_loss_nonsaturating(fake_logits: Tensor) -> Tensor:
     return F.softplus(-fake_logits)
 
 
+@float32
 def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
     r"""The generator's side of the original minimax game (Goodfellow et al. 2014, Eq. 1).
 
@@ -177,6 +212,7 @@ def generator_loss_minimax(fake_logits: Tensor) -> Tensor:
     return -F.softplus(fake_logits)
 
 
+@float32
 def hinge_discriminator_loss(real_logits: Tensor, *fake_logits: Tensor) -> Tensor:
     r"""The discriminator's hinge loss (Lim & Ye 2017; Miyato et al. 2018, Eq. 16), to minimise.
 
@@ -192,11 +228,13 @@ def hinge_discriminator_loss(real_logits: Tensor, *fake_logits: Tensor) -> Tenso
     return F.relu(1.0 - real_logits) + sum(F.relu(1.0 + fake) for fake in fake_logits)
 
 
+@float32
 def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
     r"""The generator's side of the hinge game (Miyato et al. 2018, Eq. 17): :math:`\mathcal L_G = -D(G(z))`."""
     return -fake_logits
 
 
+@float32
 def uniform_target_cross_entropy(logits: Tensor) -> Tensor:
     r"""Cross-entropy of a classifier's prediction to the uniform target :math:`1/C`.
 
@@ -215,6 +253,7 @@ def _gaussian_kernels(squared: Tensor, dim: int, bandwidths: tuple[float, ...]) 
     return sum(torch.exp(-squared / (2.0 * h**2 * dim)) for h in bandwidths)
 
 
+@float32
 def class_mmd(codes: Tensor, labels: Tensor, marginals: bool = True, bandwidths: tuple[float, ...] = BANDWIDTHS) -> Tensor:
     r"""How much the distribution of a code depends on the class: the mean over classes of the
     squared maximum mean discrepancy between the codes of one class and those of the whole batch.
@@ -254,6 +293,7 @@ def class_mmd(codes: Tensor, labels: Tensor, marginals: bool = True, bandwidths:
     return total
 
 
+@float32
 def mahalanobis_distances(codes: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
     r"""Half the squared Mahalanobis distance of every code to every Gaussian of a mixture, ``[N, K]``.
 
@@ -270,6 +310,7 @@ def mahalanobis_distances(codes: Tensor, means: Tensor, log_precisions: Tensor) 
     return 0.5 * (log_precisions.exp() * (codes[:, None, :] - means).pow(2)).sum(-1)
 
 
+@float32
 def gm_logits(codes: Tensor, means: Tensor, log_precisions: Tensor, labels: Tensor | None = None, margin: float = 0.0) -> Tensor:
     r"""The log-posterior of each class under the Gaussian mixture, up to a constant, ``[N, K]``.
 
@@ -290,6 +331,7 @@ def gm_logits(codes: Tensor, means: Tensor, log_precisions: Tensor, labels: Tens
     return 0.5 * log_precisions.sum(1) - distances
 
 
+@float32
 def gm_likelihood_loss(codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
     r"""The likelihood regularisation of a code under its class's Gaussian (Zheng & Sun 2019, Eq. 7).
 
@@ -304,6 +346,7 @@ def gm_likelihood_loss(codes: Tensor, labels: Tensor, means: Tensor, log_precisi
     return 0.5 * (own.exp() * (codes - means[labels]).pow(2)).sum(1) - 0.5 * own.sum(1)
 
 
+@float32
 def gm_classification_loss(
     codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor, margin: float = 0.0
 ) -> Tensor:
@@ -320,6 +363,7 @@ def gm_classification_loss(
     return F.cross_entropy(gm_logits(codes, means, log_precisions, labels, margin), labels, reduction="none")
 
 
+@float32
 def gm_loss(
     codes: Tensor, labels: Tensor, means: Tensor, log_precisions: Tensor, margin: float = 0.0, likelihood_weight: float = 0.1
 ) -> Tensor:
@@ -334,6 +378,7 @@ def gm_loss(
     return classification + likelihood_weight * gm_likelihood_loss(codes, labels, means, log_precisions)
 
 
+@float32
 def mixture_moments(means: Tensor, log_precisions: Tensor) -> tuple[Tensor, Tensor]:
     r"""Mean and log-precision ``[D]`` of the one diagonal Gaussian with the mixture's mean and variance.
 
@@ -348,6 +393,7 @@ def mixture_moments(means: Tensor, log_precisions: Tensor) -> tuple[Tensor, Tens
     return means.mean(0), -variance.log()
 
 
+@float32
 def unlabelled_likelihood_loss(codes: Tensor, means: Tensor, log_precisions: Tensor) -> Tensor:
     r"""The likelihood regularisation of an unlabelled code (Zheng & Sun 2019, Sec. 3.6, Eq. 11).
 
@@ -363,6 +409,7 @@ def unlabelled_likelihood_loss(codes: Tensor, means: Tensor, log_precisions: Ten
     return gm_likelihood_loss(codes, labels, mean[None], log_precision[None])
 
 
+@float32
 def reference_vae_bound(nll: Tensor, kl_unspecified: Tensor, kl_specified: Tensor | None = None) -> Tensor:
     r"""One image's term of the Rb-VAE objective (Ruiz et al. 2019, Eq. 3), in nats, to minimise.
 
@@ -382,6 +429,7 @@ def reference_vae_bound(nll: Tensor, kl_unspecified: Tensor, kl_specified: Tenso
     return bound if kl_specified is None else bound + kl_specified
 
 
+@float32
 def gaussian_code_nll(code: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     r"""Negative log-density of a code under a diagonal Gaussian posterior, per sample, in nats.
 
@@ -396,6 +444,7 @@ def gaussian_code_nll(code: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * ((code - mu).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(1)
 
 
+@float32
 def symmetric_kl_adversarial(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     r"""The encoders' and generator's adversarial estimate of the symmetric KL (Ruiz et al. 2019, Eq. 8), per pair.
 
@@ -415,6 +464,7 @@ def symmetric_kl_adversarial(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     return q_logits - p_logits
 
 
+@float32
 def density_ratio_loss(q_logits: Tensor, p_logits: Tensor) -> Tensor:
     r"""The discriminator's loss, a logistic regression of a log density ratio (Ruiz et al. 2019, Eq. 9), per pair.
 
@@ -435,6 +485,7 @@ def density_ratio_loss(q_logits: Tensor, p_logits: Tensor) -> Tensor:
 DIP_TYPES = ("i", "ii")
 
 
+@float32
 def dip_covariance(mu: Tensor, logvar: Tensor, dip_type: str) -> Tensor:
     r"""The covariance that DIP-VAE pulls towards the identity (Kumar et al. 2018), ``[D, D]``.
 
@@ -459,6 +510,7 @@ def dip_covariance(mu: Tensor, logvar: Tensor, dip_type: str) -> Tensor:
     return covariance
 
 
+@float32
 def dip_regulariser(mu: Tensor, logvar: Tensor, lambda_od: float, lambda_d: float, dip_type: str) -> Tensor:
     r"""DIP-VAE's regulariser (Kumar et al. 2018), a 0-d tensor for the batch, to minimise beside the
     negative ELBO.

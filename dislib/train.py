@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dislib import data as datasets, evaluate, settings
+from dislib import data as datasets, evaluate, precision, settings
 from dislib.data.base import LabelledData
 from dislib.data.cache import write_atomically
 from dislib.models.base import Budget, Model
@@ -35,7 +35,8 @@ RUN = "run.json"
 METRICS = "metrics.json"
 LOCK = "run.lock"
 SYNC_EVERY = 20  # steps between bringing the losses to the host (each transfer waits for a GPU)
-_SAME_ON_RESUME = ("model", "dataset", "data_options", "seed", "budget")
+_SAME_ON_RESUME = ("model", "dataset", "data_options", "seed", "budget", "mode")
+_BEFORE_MODES = "eager"  # what a run.json written before the fast path existed trained in
 _CHECKPOINT_KEYS = {"model", "config", "weights", "optimizers", "step", "history", "rng"}
 _RESTART = "train again with --restart (resume=False)"
 
@@ -53,13 +54,16 @@ class History:
     """Mean losses per evaluation interval, the evaluation metrics at its end, and where it trained.
 
     ``device`` and ``threads`` (``torch.get_num_threads()``) are those of the last session that
-    trained; empty and 0 in checkpoints written before they were recorded.
+    trained; empty and 0 in checkpoints written before they were recorded. ``step_seconds`` is the
+    part of ``seconds`` spent inside ``train_step`` (the rest: batches, evaluation, checkpoints; on
+    CUDA, where steps run asynchronously, a step's time lands where the loop next waits for it).
     """
 
     steps: list[int] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    step_seconds: float = 0.0
     device: str = ""
     threads: int = 0
 
@@ -133,6 +137,7 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
     data_options: dict[str, Any] | None = None,
+    mode: str | None = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for a budget, evaluating on ``test_data`` as it goes.
 
@@ -156,6 +161,10 @@ def fit(
         The options ``train_data`` was loaded with (``dislib.data.load(name, **data_options)``),
         kept in ``run.json`` so that the run can be evaluated and resumed on the same data
         (default: the dataset's own ``load_options``).
+    mode
+        How each step computes (:mod:`dislib.precision`): ``"fast"`` (bfloat16 forward passes where
+        the hardware computes in bf16, channels-last) or ``"eager"`` (float32 on the CPU). Default:
+        a resumed run's own mode, else ``"fast"``; kept in ``run.json``.
 
     Raises
     ------
@@ -166,6 +175,8 @@ def fit(
     """
     plan = budget if isinstance(budget, Budget) else model.budget(settings.budget(budget))
     dev = settings.device(device)
+    if mode is not None:
+        precision.check_mode(mode)
     if plan.train_size:
         train_data = train_data.subset(slice(0, plan.train_size))
     if test_data is not None:
@@ -173,17 +184,18 @@ def fit(
     train_data = train_data.to(dev)
     model.to(dev)
     settings.seed_everything(seed)
+    run_dir = Path(out) if out is not None else None
+    mode = mode or _resumed_mode(run_dir, resume) or precision.DEFAULT_MODE
     options = train_data.load_options if data_options is None else data_options
     run = {"format": RUN_FORMAT, "model": model.name, "dataset": train_data.name, "data_options": options, "seed": seed,
-           "budget": asdict(plan), "config": asdict(model.config)}
-    run_dir = Path(out) if out is not None else None
+           "budget": asdict(plan), "mode": mode, "config": asdict(model.config)}
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
         raise RunDirectoryError(f"the run directory {run_dir} is a file: give a folder (new or a run's) as --out (out=)")
     with _locked(run_dir) if run_dir is not None else nullcontext():
         step, history, interval = _open_run(run_dir, run, model, resume) if run_dir is not None else (0, History(), {})
         steps_per_epoch = max(len(train_data) // plan.batch_size, 1)
         every = checkpoint_every or plan.eval_every
-        model.autocast_dtype = torch.bfloat16 if dev.type == "cuda" else None
+        precision.prepare(model, dev, mode)
         losses = _IntervalLosses(dev, interval.get("sums", {}), interval.get("count", 0), step)
         start, stop = time.perf_counter(), min(plan.steps, step + (stop_after or plan.steps))
         out_of_time = lambda: plan.seconds is not None and history.seconds + time.perf_counter() - start >= plan.seconds  # noqa: E731
@@ -199,8 +211,10 @@ def fit(
                     order, order_epoch = _epoch_order(len(train_data), seed, epoch).to(dev), epoch
                 indices = order[i * plan.batch_size : (i + 1) * plan.batch_size]
                 model.train()
-                batch = model.make_batch(train_data, indices, _step_generator(seed, step))
+                batch = precision.prepare_batch(model.make_batch(train_data, indices, _step_generator(seed, step)), mode)
+                began = time.perf_counter()
                 losses.add(model.train_step(batch))
+                history.step_seconds += time.perf_counter() - began
                 step += 1
                 bar.update(1)
                 timed_out = out_of_time()
@@ -224,8 +238,16 @@ def fit(
         if run_dir is not None and (step == plan.steps or timed_out):
             write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
                                             "seed": seed, "seconds": round(history.seconds, 1),
+                                            "step_seconds": round(history.step_seconds, 1),
                                             "device": history.device, "threads": history.threads, **history.last()})
     return history
+
+
+def _resumed_mode(run_dir: Path | None, resume: bool) -> str | None:
+    """The mode of the run that ``run_dir`` holds when it will be resumed; ``None`` for a new run."""
+    if run_dir is None or not resume or not (run_dir / CHECKPOINT).exists() or not (run_dir / RUN).exists():
+        return None
+    return read_run(run_dir).get("mode", _BEFORE_MODES)
 
 
 def _evaluate(model: Model, data: LabelledData | None) -> dict[str, float]:
@@ -266,7 +288,7 @@ def _check_same_run(run_dir: Path, saved: dict[str, Any], run: dict[str, Any]) -
     """Refuse to resume ``run_dir`` when its run.json differs from ``run`` in what was trained on what."""
     differences = []
     for key in _SAME_ON_RESUME:
-        old, new = saved.get(key, {} if key == "data_options" else None), run[key]
+        old, new = saved.get(key, {"data_options": {}, "mode": _BEFORE_MODES}.get(key)), run[key]
         if key == "data_options" and saved.get("dataset") == run["dataset"] and run["dataset"] in datasets.names():
             if datasets.resolved_options(run["dataset"], old) == datasets.resolved_options(run["dataset"], new):
                 continue  # the defaults spelled out, or left out: the same data

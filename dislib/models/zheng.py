@@ -6,7 +6,7 @@ diagonal spreads are learned (the GM loss of Wan et al. 2018, Eqs. 7-9); ``E_z``
 ``q(z | x) = N(mu, sigma^2)``, pulled to ``N(0, I)`` (Eq. 3) and pushed, through an adversarial
 classifier ``C_z``, to carry nothing about the label (Eqs. 4-5). The decoder ``G(s, z)``
 reconstructs the image, and a pixel discriminator ``D`` with a projection of the label judges
-real images, reconstructions and samples ``G(s ~ N(mu_y, Sigma_y), z ~ N(0, I))`` (Eqs. 10-11).
+real images, reconstructions and samples ``G(s ~ N(mu_y, Sigma_y), z ~ N(0, I))`` (Eq. 10 and the generator's loss after it).
 
 The training step follows Sec. 3.5 and App. B.4, in order: stage 1 fits ``E_s`` and the mixture
 with the GM loss, stage 2 trains both encoders and the decoder, then ``D`` and ``C_z`` take their
