@@ -71,6 +71,23 @@ class History:
         """Losses and metrics of the last interval, in one dict."""
         return {**self.losses[-1], **self.metrics[-1]} if self.steps else {}
 
+    def last_fifth_change(self, key: str) -> float:
+        """How much ``key`` (a loss or metric) moved over the last fifth of the run, relative to its
+        final value: :math:`|v_T - v_t| / |v_T|`, with :math:`t` the last evaluation at or before
+        :math:`0.8\,T`. A budget counts as converged for ``key`` when this is below 0.02."""
+        rows = [{**losses, **metrics} for losses, metrics in zip(self.losses, self.metrics)]
+        if not rows or key not in rows[-1]:
+            known = ", ".join(sorted(rows[-1])) if rows else "none: the run has no evaluation yet"
+            raise KeyError(f"the history records no {key!r} at its last evaluation; it records: {known}")
+        earlier = [i for i, step in enumerate(self.steps) if step <= 0.8 * self.steps[-1]]
+        if not earlier:
+            raise ValueError(f"the last fifth of a run of {self.steps[-1]} steps holds every evaluation "
+                             f"(steps {self.steps}): evaluate more often (eval_every) to measure it")
+        final, before = rows[-1][key], rows[earlier[-1]][key]
+        if final == 0:
+            return 0.0 if before == 0 else math.inf
+        return abs(final - before) / abs(final)
+
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)

@@ -9,7 +9,7 @@ import torch
 from dislib import settings, train
 from dislib.models import GAN, VAE, Budget
 from dislib.models.base import Model
-from dislib.train import CHECKPOINT, TrainingDiverged, fit, load_model, train_or_load
+from dislib.train import CHECKPOINT, History, TrainingDiverged, fit, load_model, train_or_load
 from tests.helpers import tiny_images
 
 BUDGET = Budget(steps=6, batch_size=16, eval_every=3, eval_size=32)
@@ -194,3 +194,14 @@ def test_device_setting_explains_a_missing_gpu_or_an_unknown_name(monkeypatch):
         settings.device("gpu")
     monkeypatch.setenv("DISLIB_DEVICE", "cpu")
     assert settings.device() == torch.device("cpu")
+
+
+def test_last_fifth_change_reads_the_evaluation_before_four_fifths():
+    history = History(steps=[500, 1000, 1500, 2000, 2500], losses=[{"loss": v} for v in (9.0, 5.0, 4.0, 2.0, 1.0)],
+                      metrics=[{"mae": v} for v in (0.5, 0.2, 0.11, 0.105, 0.1)])
+    assert history.last_fifth_change("mae") == pytest.approx(0.05)  # 2000 is at 0.8 T: 0.105 -> 0.1
+    assert history.last_fifth_change("loss") == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="no 'nll' at its last evaluation; it records: loss, mae"):
+        history.last_fifth_change("nll")
+    with pytest.raises(ValueError, match="evaluate more often"):
+        History(steps=[100], losses=[{"loss": 1.0}], metrics=[{}]).last_fifth_change("loss")

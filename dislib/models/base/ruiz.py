@@ -149,7 +149,7 @@ class RuizModel(Disentangler):
 
     Config = RuizConfig
     BUDGETS = {
-        "smoke": Budget(steps=20, batch_size=36, eval_every=20, train_size=720, eval_size=200),
+        "smoke": Budget(steps=20, batch_size=36, eval_every=10, train_size=720, eval_size=200),
         "full": Budget(steps=3_000, batch_size=36, eval_every=500, eval_size=2_000),
     }
 
