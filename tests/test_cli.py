@@ -261,10 +261,26 @@ def test_model_settings_of_the_wrong_kind_are_named(tiny_dataset, tmp_path, caps
     assert message in capsys.readouterr().err
 
 
-def test_a_model_of_images_on_points_is_one_line(capsys):
-    assert cli.main(["train", "srbvae", "--dataset", "three-moons", "--budget", "smoke"]) == 2
+@pytest.mark.parametrize("setting, message", [
+    ("beta=-1", "beta must be >= 0 and finite"),
+    ("widths=[0,32,64]", "widths (the channels of each convolution) must be whole numbers >= 1"),
+    ("widths=[]", "like [32, 64, 128], got []"),
+    ("latent_dim=0", "latent_dim (the size of a code) must be a whole number >= 1, got 0"),
+    ("latent_dim=-3", "got -3"),
+    ("lr=-1", "lr (Adam's learning rate) must be > 0 and finite, like lr=0.0005, got -1.0"),
+])
+def test_sizes_and_rates_no_model_can_have_are_refused_before_anything_is_written(tiny_dataset, tmp_path, capsys,
+                                                                                 setting, message):
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--set", setting, "--out", str(tmp_path / "run")]) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model", ["mathieu", "srbvae"])
+def test_a_model_of_images_on_points_is_one_line(capsys, model):
+    assert cli.main(["train", model, "--dataset", "three-moons", "--budget", "smoke"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: srbvae reads images, but dataset 'three-moons' holds PointDataset") and "another --dataset" in err
+    assert err.startswith(f"error: {model} reads images, but dataset 'three-moons' holds PointDataset") and "another --dataset" in err
 
 
 def test_resuming_with_the_default_option_spelled_out_is_the_same_run(tiny_dataset, tmp_path, capsys):

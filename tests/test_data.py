@@ -241,3 +241,24 @@ def test_check_pixels_names_nan_values():
     images[1, 0, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="got NaN values"):
         check_pixels("decoded images", images)
+
+
+def test_a_torch_write_that_fails_on_a_full_disk_is_reported_as_no_space(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from dislib.data import cache
+
+    def torch_save_on_a_full_disk(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 861440 vs 861332")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(3 << 20, 3 << 20, 0))
+    with pytest.raises(OSError) as raised:
+        cache.write_atomically(tmp_path / "checkpoint.pt", torch_save_on_a_full_disk)
+    assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(3 << 30, 1 << 30, 2 << 30))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room left: another failure, reported as it is
+        cache.write_atomically(tmp_path / "checkpoint.pt", torch_save_on_a_full_disk)

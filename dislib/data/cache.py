@@ -11,8 +11,10 @@ and composed again, never read as garbage.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -121,6 +123,20 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     try:
         write(tmp)
         tmp.replace(path)
+    except RuntimeError as err:  # torch.save reports a failed write as its own RuntimeError
+        full = _disk_full(path.parent)  # before the partial file is removed and frees its space
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _disk_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``folder`` has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False

@@ -119,6 +119,7 @@ class Model(nn.Module):
         super().__init__()
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        check_sizes(config)
         self.config = config
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.autocast_dtype: torch.dtype | None = None
@@ -375,6 +376,22 @@ class Disentangler(Model):
             elif code.device.type == "cpu" and not bool(code.isfinite().all()):
                 warnings.warn(f"{self.name}.decode: the {what} code holds NaN or infinite values; "
                               "the images decoded from them are meaningless", stacklevel=3)
+
+
+def check_sizes(config: Any) -> None:
+    """Raise a clear error for a size no network can have, in any model's configuration: a code of
+    fewer than one dimension (fields ending in ``_dim``, but ``point_dim``, which is 0 for images),
+    empty or non-positive ``widths``, a learning rate that is not a positive finite number, and a
+    negative or infinite ``beta``."""
+    for name, value in vars(config).items():
+        if name.endswith("_dim") and name != "point_dim" and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} (the size of a code) must be a whole number >= 1, got {value!r}")
+        if name == "widths" and not (value and all(isinstance(w, int) and w >= 1 for w in value)):
+            raise ValueError(f"widths (the channels of each convolution) must be whole numbers >= 1, one per layer, "
+                             f"like [32, 64, 128], got {list(value) if isinstance(value, tuple) else value!r}")
+        if name == "lr" and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"lr (Adam's learning rate) must be > 0 and finite, like lr=0.0005, got {value}")
+    check_weights(config, also=("beta",) if hasattr(config, "beta") else ())
 
 
 def check_weights(config: Any, also: tuple[str, ...] = ()) -> None:
