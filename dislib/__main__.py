@@ -182,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
                    help="model setting, a field of the model's configuration, e.g. --set beta=10 (repeatable)")
     t.add_argument("--preset", default=None, help="named configuration (default: the dataset's own)")
     t.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_at_least(0), default=0)
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--restart", action="store_true",
                    help="train from scratch, replacing what --out holds, instead of resuming")
@@ -248,11 +248,20 @@ def main(argv: list[str] | None = None) -> int:
               "(--out, DISLIB_CACHE) or change its permissions", file=sys.stderr)
         return 2
     except OSError as err:
+        if err.errno in _PATH_ERRORS:
+            print(f"error: {err.filename or 'a path'}: {_PATH_ERRORS[err.errno]}", file=sys.stderr)
+            return 2
         if err.errno != errno.ENOSPC:
             raise
         print(f"error: no space left on the device ({err.filename or 'while writing'}): nothing half-written was kept; "
               "free some space, or write to another disk (--out, DISLIB_CACHE), and run the command again "
               "(a training resumes from its last checkpoint)", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in str(err):
+            raise
+        print(f"error: not enough memory for this command ({str(err).splitlines()[0][:120]}): lower --batch-size "
+              "(or --limit), or free memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {args.command} stopped; a training resumes from its last checkpoint when run again, "
@@ -260,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(json.dumps(result, indent=2))
     return 0
+
+
+_PATH_ERRORS = {
+    errno.EROFS: "the file system is read-only; give a folder on a writable disk (--out, --runs, DISLIB_CACHE)",
+    errno.ENOTDIR: "a file stands where a folder is needed on this path; give a folder (--out, --runs)",
+    errno.EEXIST: "a file stands where a folder is needed; give a folder (--out, --runs) or remove the file",
+    errno.EISDIR: "a folder stands where a file is needed (run.json, checkpoint.pt); remove it, or train anew with --restart",
+}
+"""What an OSError of these kinds means for a user, and the fix."""
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:

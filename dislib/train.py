@@ -249,7 +249,7 @@ def fit(
                 if save_now:
                     history.seconds += time.perf_counter() - start
                     start = time.perf_counter()
-                    _save(run_dir / CHECKPOINT, model, step, history, losses.state())
+                    _save(run_dir / CHECKPOINT, model, step, history, losses.state(), train_data.name)
         if run_dir is None:
             history.seconds += time.perf_counter() - start
         if run_dir is not None and (step == plan.steps or timed_out):
@@ -264,7 +264,11 @@ def _resumed_mode(run_dir: Path | None, resume: bool) -> str | None:
     """The mode of the run that ``run_dir`` holds when it will be resumed; ``None`` for a new run."""
     if run_dir is None or not resume or not (run_dir / CHECKPOINT).exists() or not (run_dir / RUN).exists():
         return None
-    return read_run(run_dir).get("mode", _BEFORE_MODES)
+    mode = read_run(run_dir).get("mode", _BEFORE_MODES)
+    if mode not in precision.MODES:
+        raise RunDirectoryError(f"{run_dir / RUN} is damaged (it names the mode {mode!r}, not one of "
+                                f"{', '.join(precision.MODES)}): {_RESTART}, or choose another --out")
+    return mode
 
 
 def _evaluate(model: Model, data: LabelledData | None) -> dict[str, float]:
@@ -385,9 +389,9 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2, default=str)))
 
 
-def _save(path: Path, model: Model, step: int, history: History, interval: dict[str, Any]) -> None:
+def _save(path: Path, model: Model, step: int, history: History, interval: dict[str, Any], dataset: str) -> None:
     state = {**model.checkpoint(), "step": step, "history": asdict(history), "rng": torch.get_rng_state(),
-             "interval": interval}
+             "interval": interval, "dataset": dataset}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     write_atomically(path, lambda tmp: torch.save(state, tmp))
@@ -424,7 +428,13 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         why = run if isinstance(run, str) else "not the JSON dislib writes"
         raise RunDirectoryError(f"{path} is damaged ({why}): {_RESTART}, or delete the run directory")
     version = run.get("format", 1)  # run.json files written before the field existed are format 1
-    if not isinstance(version, int) or version > RUN_FORMAT:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunDirectoryError(f"{path} is damaged (its format is {version!r}, not a version dislib writes): "
+                                f"{_RESTART}, or delete the run directory")
+    if not isinstance(run.get("data_options", {}), dict):
+        raise RunDirectoryError(f"{path} is damaged (its data_options are {run['data_options']!r}, not names and "
+                                f"values): {_RESTART}, or delete the run directory")
+    if version > RUN_FORMAT:
         raise RunDirectoryError(f"{path} is in format {version!r}, which this dislib (format {RUN_FORMAT}) cannot "
                                 "read: upgrade dislib (pip install -U dislib), or train the run anew")
     return run
@@ -440,10 +450,11 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first with `python -m dislib train ... --out {run_dir}`")
     state = _read_checkpoint(path, "cpu")
     if (Path(run_dir) / RUN).exists():
-        named = read_run(run_dir)["model"]
-        if state.get("model") != named:
-            raise RunDirectoryError(f"{path} holds a {state.get('model')!r} model but {RUN} beside it says {named!r}: "
-                                    f"the two come from different runs; {_RESTART}, or choose another run directory")
+        run = read_run(run_dir)
+        for key in ("model", "dataset"):  # checkpoints written before they kept the dataset: the model only
+            if key in state and state[key] != run[key]:
+                raise RunDirectoryError(f"{path} holds a {key} {state[key]!r} but {RUN} beside it says {run[key]!r}: "
+                                        f"the two come from different runs; {_RESTART}, or choose another run directory")
     broken = [k for k, v in state["weights"].items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
     if broken:
         raise RunDirectoryError(f"{path} holds weights that are NaN or infinite ({', '.join(broken[:3])}"

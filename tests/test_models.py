@@ -121,8 +121,13 @@ def test_the_vae_keeps_its_presets_and_old_checkpoints():
 def test_python_api_misuse_gets_clear_errors():
     data = tiny_images(8)
     vae = VAE.for_dataset(data)
-    with pytest.raises(ValueError, match="floating-point unspecified code, got torch.int64"):
+    with pytest.raises(ValueError, match="float32 unspecified code, got torch.int64"):
         vae.decode(None, torch.zeros(2, vae.config.latent_dim, dtype=torch.long))
+    with pytest.raises(ValueError, match="float32 unspecified code, got torch.float64: convert it with .float()"):
+        vae.decode(None, torch.zeros(2, vae.config.latent_dim, dtype=torch.float64))
+    zheng = Zheng.for_dataset(data)
+    with pytest.raises(ValueError, match="got 3 specified codes and 2 unspecified ones"):
+        zheng.decode(torch.zeros(3, zheng.specified_dim), torch.zeros(2, zheng.unspecified_dim))
     with pytest.warns(UserWarning, match="NaN or infinite"):
         vae.decode(None, torch.full((2, vae.config.latent_dim), float("nan")))
     with pytest.raises(ValueError, match="batch has no 'x'.*make_batch"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 from typing import Any, Callable
 
@@ -82,6 +83,9 @@ def resolved_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def _check_options(name: str, given: dict[str, Any]) -> None:
     """Raise a ValueError naming the options ``name`` does not take and listing those it does."""
+    if not isinstance(given, dict):
+        raise ValueError(f"the options of {name} are names and values (a JSON object), got {given!r}: fix the "
+                         "data_options of the run's run.json, or train the run anew")
     unknown = sorted(set(given) - set(option_names(name)))
     if unknown:
         takes = ", ".join(option_names(name)) or "none"
@@ -89,6 +93,28 @@ def _check_options(name: str, given: dict[str, Any]) -> None:
             f"{name} takes no option {', '.join(unknown)}; the options it takes: {takes}. "
             "Remove the others (train's --option, load's keyword arguments, or the data_options of a run's run.json)"
         )
+    for parameter in _option_parameters(name):
+        kind = parameter.annotation if isinstance(parameter.annotation, str) else getattr(parameter.annotation, "__name__", "")
+        if parameter.name in given and not _of_type(given[parameter.name], kind):
+            example = {"bool | None": "false", "int | None": "1000"}.get(kind, json.dumps(parameter.default))
+            raise ValueError(f"option {parameter.name} of {name} takes {_OPTION_TYPES_IN_WORDS.get(kind, kind)}, "
+                             f"like {parameter.name}={example}, got {given[parameter.name]!r}")
+
+
+_OPTION_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+_OPTION_TYPES_IN_WORDS = {"int": "a whole number", "float": "a number", "str": "a name", "bool | None": "true or false",
+                          "int | None": "a whole number or null"}
+
+
+def _of_type(value: Any, annotation: str) -> bool:
+    """Whether ``value`` fits a loader's annotation of simple types (``"int"``, ``"bool | None"``);
+    any other annotation (paths, tuples) is not checked here."""
+    names = [part.strip() for part in annotation.split("|")]
+    if not all(part in _OPTION_TYPES for part in names):
+        return True
+    if isinstance(value, bool) and "bool" not in names:
+        return False
+    return any(isinstance(value, _OPTION_TYPES[part]) for part in names)
 
 
 __all__ = ["DatasetDamaged", "DatasetNotFound", "ImageDataset", "PointDataset", "load", "names", "option_names",

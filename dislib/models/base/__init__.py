@@ -370,12 +370,15 @@ class Disentangler(Model):
             elif code is None or code.ndim != 2 or code.shape[1] != dim:
                 got = None if code is None else tuple(code.shape)
                 raise ValueError(f"{self.name}.decode expects a {what} code of shape [N, {dim}], got {got}")
-            elif not code.is_floating_point():
-                raise ValueError(f"{self.name}.decode expects a floating-point {what} code, got {code.dtype}: "
+            elif not code.is_floating_point() or code.dtype == torch.float64:  # bfloat16 comes from autocast
+                raise ValueError(f"{self.name}.decode expects a float32 {what} code, got {code.dtype}: "
                                  "convert it with .float()")
             elif code.device.type == "cpu" and not bool(code.isfinite().all()):
                 warnings.warn(f"{self.name}.decode: the {what} code holds NaN or infinite values; "
                               "the images decoded from them are meaningless", stacklevel=3)
+        if specified is not None and unspecified is not None and len(specified) != len(unspecified):
+            raise ValueError(f"{self.name}.decode got {len(specified)} specified codes and {len(unspecified)} "
+                             "unspecified ones: pass one of each per image")
 
 
 def check_sizes(config: Any) -> None:
