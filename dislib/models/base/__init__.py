@@ -383,12 +383,14 @@ class Disentangler(Model):
 
 def check_sizes(config: Any) -> None:
     """Raise a clear error for a size no network can have, in any model's configuration: a code of
-    fewer than one dimension (fields ending in ``_dim``, but ``point_dim``, which is 0 for images),
+    fewer than one dimension (fields ending in ``_dim``; ``point_dim`` is 0 for images and
+    ``specified_dim`` 0 for a model of one code),
     empty or non-positive ``widths``, a learning rate that is not a positive finite number, and a
     negative or infinite ``beta``."""
     for name, value in vars(config).items():
-        if name.endswith("_dim") and name != "point_dim" and not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name} (the size of a code) must be a whole number >= 1, got {value!r}")
+        least = 0 if name in ("point_dim", "specified_dim") else 1
+        if name.endswith("_dim") and not (isinstance(value, int) and value >= least):
+            raise ValueError(f"{name} (the size of a code) must be a whole number >= {least}, got {value!r}")
         if name == "widths" and not (value and all(isinstance(w, int) and w >= 1 for w in value)):
             raise ValueError(f"widths (the channels of each convolution) must be whole numbers >= 1, one per layer, "
                              f"like [32, 64, 128], got {list(value) if isinstance(value, tuple) else value!r}")
