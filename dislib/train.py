@@ -74,7 +74,7 @@ class History:
     def last_fifth_change(self, key: str) -> float:
         """How much ``key`` (a loss or metric) moved over the last fifth of the run, relative to its
         final value: :math:`|v_T - v_t| / |v_T|`, with :math:`t` the last evaluation at or before
-        :math:`0.8\,T`. A budget counts as converged for ``key`` when this is below 0.02."""
+        :math:`0.8 T`. A budget counts as converged for ``key`` when this is below 0.02."""
         rows = [{**losses, **metrics} for losses, metrics in zip(self.losses, self.metrics)]
         if not rows or key not in rows[-1]:
             known = ", ".join(sorted(rows[-1])) if rows else "none: the run has no evaluation yet"
