@@ -382,11 +382,10 @@ class Disentangler(Model):
 
 
 def check_sizes(config: Any) -> None:
-    """Raise a clear error for a size no network can have, in any model's configuration: a code of
-    fewer than one dimension (fields ending in ``_dim``; ``point_dim`` is 0 for images and
-    ``specified_dim`` 0 for a model of one code),
-    empty or non-positive ``widths``, a learning rate that is not a positive finite number, and a
-    negative or infinite ``beta``."""
+    """Raise a clear error for a setting no model can train with: a code of fewer than one dimension
+    (fields ending in ``_dim``; ``point_dim`` is 0 for images and ``specified_dim`` 0 for a model of
+    one code), empty or non-positive ``widths``, a learning rate that is not a positive finite
+    number, and a negative or infinite loss weight or ``beta`` (:func:`check_weights`)."""
     for name, value in vars(config).items():
         least = 0 if name in ("point_dim", "specified_dim") else 1
         if name.endswith("_dim") and not (isinstance(value, int) and value >= least):
