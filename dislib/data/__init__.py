@@ -83,9 +83,6 @@ def resolved_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def _check_options(name: str, given: dict[str, Any]) -> None:
     """Raise a ValueError naming the options ``name`` does not take and listing those it does."""
-    if not isinstance(given, dict):
-        raise ValueError(f"the options of {name} are names and values (a JSON object), got {given!r}: fix the "
-                         "data_options of the run's run.json, or train the run anew")
     unknown = sorted(set(given) - set(option_names(name)))
     if unknown:
         takes = ", ".join(option_names(name)) or "none"
