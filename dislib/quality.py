@@ -160,7 +160,8 @@ def cached_classifier(train: ImageDataset, path: str | Path, **kwargs: Any) -> n
                    for k in _CLASSIFIER_KEYS if saved.get(k) != wanted[k]]
     if differences:
         raise ValueError(f"{path} holds a classifier trained with {'; '.join(differences)}: delete the file to train "
-                         "a new one, or pass another path")
+                         "a new one, or ask for what it was trained with (evaluate --classifier-steps; the "
+                         "keyword arguments of cached_classifier)")
     net = classifier_network(train.image_shape, train.num_classes)
     net.load_state_dict(saved["weights"])
     return net.to(settings.device(kwargs.get("device"))).eval()

@@ -137,3 +137,11 @@ def test_python_api_misuse_gets_clear_errors():
         cvae.encode(torch.rand(4, 1, 28, 28), torch.tensor([1, 2]))
     with pytest.raises(TypeError, match="needs the run directory"):
         load_model(None)
+
+
+def test_a_conditional_vae_needs_one_label_per_image_everywhere():
+    cvae = VAE.for_dataset(tiny_images(8), conditional=True)
+    with pytest.raises(ValueError, match="vae.sample got 3 labels for 5 images: pass one label per image"):
+        cvae.sample(5, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="negative_elbo got 5 labels for 8 images"):
+        cvae.train_step({"x": torch.rand(8, 1, 28, 28), "y": torch.arange(5)})

@@ -82,11 +82,13 @@ class VAE(Disentangler):
         self.decoder = ConvDecoder(c.latent_dim + self.specified_dim, c.image_channels, c.image_size, c.widths[::-1])
         self.optimizers["vae"] = torch.optim.Adam(self.parameters(), lr=c.lr)
 
-    def _label_code(self, labels: Tensor | None, needed_by: str) -> Tensor | None:
+    def _label_code(self, labels: Tensor | None, needed_by: str, count: int) -> Tensor | None:
         if not self.config.conditional:
             return None
         if labels is None:
             raise ValueError(f"a conditional VAE decodes from a label: pass labels to {needed_by}")
+        if len(labels) != count:
+            raise ValueError(f"{self.name}.{needed_by} got {len(labels)} labels for {count} images: pass one label per image")
         self.check_labels(labels)
         return F.one_hot(labels, self.config.num_classes).float()
 
@@ -99,16 +101,14 @@ class VAE(Disentangler):
         the one-hot label when ``labels`` are given (``None`` otherwise: an image alone does not
         name its label)."""
         self.check_images(x)
-        if labels is not None and len(labels) != len(x):
-            raise ValueError(f"{self.name}.encode got {len(labels)} labels for {len(x)} images: pass one label per image")
-        specified = None if labels is None else self._label_code(labels, "encode")
+        specified = None if labels is None else self._label_code(labels, "encode", len(x))
         mu, logvar = self.posterior(self.encoder(x))
         return Codes(specified=specified, unspecified=mu, unspecified_logvar=logvar)
 
     def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
         """Images decoded from ``z ~ N(0, I)`` (and the given labels, when conditional)."""
         z = torch.randn(n, self.config.latent_dim, device=self.device)
-        return self.decode(self._label_code(labels, "sample"), z)
+        return self.decode(self._label_code(labels, "sample", n), z)
 
     def negative_elbo(self, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
         r"""The two terms of the negative ELBO, per image, in nats.
@@ -117,7 +117,7 @@ class VAE(Disentangler):
                   + \beta\,\underbrace{\mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{kl}}
         """
         codes = self.encode(x)
-        specified = self._label_code(labels, "negative_elbo")
+        specified = self._label_code(labels, "negative_elbo", len(x))
         logits = self.decoder_output(specified, reparameterize(codes.unspecified, codes.unspecified_logvar))
         c = self.config
         return {
