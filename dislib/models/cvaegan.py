@@ -237,7 +237,7 @@ class CVAEGAN(Disentangler):
             self.check_images(x)
             terms, _ = self.elbo_terms(x, self.label_code(y, "evaluate"))
             for k in totals:
-                totals[k] += terms[k].float().sum().item()
+                totals[k] += terms[k].sum().item()
         out = {f"test_{k}": v / len(data) for k, v in totals.items()}
         out["test_negative_elbo"] = out["test_reconstruction"] + out["test_kl"]
         return out

@@ -312,7 +312,7 @@ class ReferenceVAE(RuizModel):
         terms = {"reconstruction": nll[: len(x)], "reference_reconstruction": nll[len(x) :], "reference_stroke_drawn": drawn}
         if c.set_mmd_weight:
             is_reference = torch.arange(len(e), device=e.device) >= len(x)
-            terms["set_mmd"] = losses.class_mmd(posterior["mu_z"].float(), is_reference.long()).expand(len(x))
+            terms["set_mmd"] = losses.class_mmd(posterior["mu_z"], is_reference.long()).expand(len(x))
         return terms
 
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
@@ -344,13 +344,13 @@ class ReferenceVAE(RuizModel):
             e = reparameterize(codes.specified, codes.specified_logvar)
             e = torch.where(reference, self.reference_codes(len(x)), e)
             z = reparameterize(codes.unspecified, codes.unspecified_logvar)
-            nll = losses.image_nll(self.decoder_output(e, z), x, c.likelihood, c.pixel_scale).float()
-            kl_e = losses.kl_normal_standard(codes.specified, codes.specified_logvar).float()
+            nll = losses.image_nll(self.decoder_output(e, z), x, c.likelihood, c.pixel_scale)
+            kl_e = losses.kl_normal_standard(codes.specified, codes.specified_logvar)
             reference = reference.squeeze(1)
             sums["reconstruction"] += nll[~reference].sum().item()
             sums["reference_reconstruction"] += nll[reference].sum().item()
             sums["kl_e"] += kl_e[~reference].sum().item()
-            sums["kl_z"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).float().sum().item()
+            sums["kl_z"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).sum().item()
             n_reference += int(reference.sum())
         counts = {"reconstruction": len(data) - n_reference, "reference_reconstruction": n_reference,
                   "kl_e": len(data) - n_reference, "kl_z": len(data)}

@@ -142,7 +142,7 @@ class VAE(Disentangler):
         for i in range(0, len(data), batch_size):
             labels = data.labels[i : i + batch_size] if self.config.conditional else None
             for k, v in self.negative_elbo(data.images[i : i + batch_size], labels).items():
-                sums[k] += v.float().sum().item()
+                sums[k] += v.sum().item()
         out = {f"test_{k}": v / len(data) for k, v in sums.items()}
         out["test_negative_elbo"] = out["test_reconstruction"] + out["test_kl"]
         return out

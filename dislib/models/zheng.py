@@ -496,8 +496,8 @@ class Zheng(Disentangler):
             z = reparameterize(codes.unspecified, codes.unspecified_logvar)
             output = self.decoder_output(codes.specified, z)
             logits = losses.gm_logits(codes.specified, self.class_means, log_precisions)
-            sums["reconstruction"] += self.reconstruction_nll(output, x).float().sum().item()
-            sums["kl"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).float().sum().item()
+            sums["reconstruction"] += self.reconstruction_nll(output, x).sum().item()
+            sums["kl"] += losses.kl_normal_standard(codes.unspecified, codes.unspecified_logvar).sum().item()
             sums["mixture_accuracy"] += (logits.argmax(1) == y).float().sum().item()
             read = z if self.config.code_adversary_input == "sample" else codes.unspecified
             sums["code_adversary_accuracy"] += (self.code_adversary(read).argmax(1) == y).float().sum().item()
