@@ -22,15 +22,19 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
+try:  # torch takes seconds to import: Ctrl-C meanwhile is one line, without a traceback
+    import torch
 
-from dislib import compare as comparison, data, quality, settings, sweep as sweeps
-from dislib.bench import bench_all
-from dislib.data.base import ImageDataset, LabelledData
-from dislib.evaluate import chance_errors, held_out, leak_report, regress_codes
-from dislib.models import MODELS, Disentangler
-from dislib.precision import MODES
-from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
+    from dislib import compare as comparison, data, quality, settings, sweep as sweeps
+    from dislib.bench import bench_all
+    from dislib.data.base import ImageDataset, LabelledData
+    from dislib.evaluate import chance_errors, held_out, leak_report, regress_codes
+    from dislib.models import MODELS, Disentangler
+    from dislib.precision import MODES
+    from dislib.train import METRICS, RunDirectoryError, TrainingDiverged, fit, load_model, read_run
+except KeyboardInterrupt:
+    print("interrupted: stopped while starting, before anything was read or written", file=sys.stderr)
+    sys.exit(130)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -154,9 +158,9 @@ def bench(args: argparse.Namespace) -> dict:
 
 def compare(args: argparse.Namespace) -> dict:
     """Every method of the book on ``styled-mnist`` under one protocol (:mod:`dislib.compare`): trains
-    or reuses the runs in ``--runs``, writes ``compare.json`` and ``compare.html`` there, and returns
-    the mean of each number over the seeds, per method."""
-    summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs)
+    or reuses (``--restart``: trains anew) the runs in ``--runs``, writes ``compare.json`` and
+    ``compare.html`` there, and returns the mean of each number over the seeds, per method."""
+    summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs, restart=args.restart)
     return {"table": str(Path(args.runs) / "compare.html"), "json": str(Path(args.runs) / "compare.json"),
             "protocol": summary["protocol"], "means": {name: m["mean"] for name, m in summary["methods"].items()}}
 
@@ -220,6 +224,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=_at_least(1), default=None,
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     c.add_argument("--device", default=None)
+    c.add_argument("--restart", action="store_true",
+                   help="train and measure the chosen runs from scratch, replacing what --runs holds for them, "
+                        "instead of reusing or resuming them")
     c.set_defaults(handler=compare)
     w = sub.add_parser("sweep", help="train one model at several settings and seeds, and measure the leak of each")
     w.add_argument("name", choices=sorted(sweeps.SWEEPS))

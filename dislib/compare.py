@@ -15,7 +15,7 @@ way on the test split (its first half fits the probes and regressors, the second
 * the steps reached, the seconds and the training images per second.
 
 Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``);
-a finished run is reused, an unfinished one resumed.
+a finished run is reused, an unfinished one resumed, unless ``restart`` (``--restart``) trains each anew.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from dislib.dci import dci
 from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
 from dislib.models import MODELS, Budget, Disentangler
 from dislib.report import table
-from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_run, write_json
+from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_json, read_run, write_json
 
 DATASET = "styled-mnist"
 EVALUATION = "evaluation.json"
@@ -155,13 +155,15 @@ def run(
     device: str | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Train (or reuse) every run of ``methods`` under the named budget and evaluate each; write
-    ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds."""
+    ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds. With
+    ``restart``, each run trains from scratch and is measured anew, replacing what its directory holds."""
     plan, chosen, folder = BUDGETS[settings.budget(budget)], methods_named(methods), Path(runs)
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(method, seed) for method in chosen for seed in plan.seeds]
-    args = [(method, seed, plan, folder, device) for method, seed in tasks]
+    args = [(method, seed, plan, folder, device, restart) for method, seed in tasks]
     results = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc="compare")
     by_method = {m.name: [r for (method, _), r in zip(tasks, results) if method == m] for m in chosen}
     summary = {
@@ -205,19 +207,18 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
 
 
 def stored_evaluation(path: Path) -> dict[str, Any]:
-    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none or it cannot be
-    read (damaged, or not a JSON object): the caller then measures the run again."""
-    try:
-        stored = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none (the caller then
+    measures the run); a :class:`RunDirectoryError` naming the file when it is damaged."""
+    if not path.exists():
         return {}
-    return stored if isinstance(stored, dict) else {}
+    return read_json(path, "delete it to measure the run again (its training is kept)")
 
 
-def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None) -> dict:
-    """Train (or resume, or reuse) one run and evaluate it; the evaluation is kept in its directory."""
+def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None, restart: bool) -> dict:
+    """Train (or resume, or reuse; with ``restart``, train anew) one run and evaluate it; the evaluation
+    is kept in its directory."""
     out = folder / f"{method.key}-seed{seed}"
-    stored = stored_evaluation(out / EVALUATION)
+    stored = {} if restart else stored_evaluation(out / EVALUATION)
     trained_for = {"seconds": plan.seconds, "train_size": plan.train_size}
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("budget")) == (
         PROTOCOL_VERSION, seed, trained_for
@@ -228,12 +229,13 @@ def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, devic
     model = build(method, train)
     steps = Budget(steps=10**9, batch_size=model.budget("full").batch_size, eval_every=10**9,
                    train_size=plan.train_size, seconds=plan.seconds)
-    if (out / RUN).exists() and read_run(out).get("budget") != asdict(steps):
+    if not restart and (out / RUN).exists() and read_run(out).get("budget") != asdict(steps):
         raise RunDirectoryError(f"{out} holds a run of another budget than this one ({plan.seconds:g} s on "
                                 f"{plan.train_size or 'all'} training images): compare reuses only runs of its own budget; "
-                                "give --runs another folder (one per budget), or delete that run")
+                                "give --runs another folder (one per budget), delete that run, or replace it "
+                                "with --restart")
     fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
-        data_options={"label": method.label})
+        data_options={"label": method.label}, resume=not restart)
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))

@@ -260,13 +260,16 @@ def kl_per_dimension(model: Disentangler, data: LabelledData, batch_size: int = 
     A dimension whose KL is near zero is *collapsed*: its posterior is the prior whatever the
     image, so a sample of it is noise and the decoder cannot use it.
     """
-    mu, logvar = _posterior(model, data, batch_size)
-    return losses.kl_normal_standard_per_dimension(mu, logvar).mean(0)
+    return losses.kl_normal_standard_per_dimension(*_posterior(model, data, batch_size)).mean(0)
 
 
 def _posterior(model: Disentangler, data: LabelledData, batch_size: int = 500) -> tuple[Tensor, Tensor]:
     """Means and log-variances of ``q(z|x)`` for every input of ``data``, as CPU tensors."""
-    codes = encode_dataset(model, data, batch_size)
+    return _posterior_of(model, encode_dataset(model, data, batch_size))
+
+
+def _posterior_of(model: Disentangler, codes: Codes) -> tuple[Tensor, Tensor]:
+    """Means and log-variances of ``q(z|x)`` in codes already encoded."""
     if codes.unspecified_logvar is None:
         raise ValueError(f"{model.name}'s unspecified code is deterministic: it has no posterior over z")
     return codes.unspecified, codes.unspecified_logvar
@@ -348,7 +351,8 @@ def leak_report(model: Disentangler, train: LabelledData, test: LabelledData, se
 
 @torch.no_grad()
 def swap_ratio(
-    model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500, swapped: str = "unspecified"
+    model: Disentangler, data: ImageDataset, seed: int = 0, batch_size: int = 500, swapped: str = "unspecified",
+    codes: Codes | None = None,
 ) -> float:
     """Mean squared error of ``Dec(s_x, z_other)`` over that of ``Dec(s_x, z_x)``.
 
@@ -357,11 +361,12 @@ def swap_ratio(
     decoder ignores ``z`` (the degenerate solution of Sec. 4.1 turned around: ``s`` took
     everything); a large ratio means ``z`` carries the image's style. With ``swapped="specified"``
     the specified code is the one taken from the other image and ``z`` is kept (Ruiz et al.'s
-    target code ``e``, which carries the style where the class is the digit).
+    target code ``e``, which carries the style where the class is the digit). ``codes``: those of
+    ``data`` (:func:`encode_dataset`), when they are at hand.
     """
     if swapped not in ("specified", "unspecified"):
         raise ValueError(f"swapped is 'specified' or 'unspecified' (the code taken from another image), got {swapped!r}")
-    codes = encode_dataset(model, data, batch_size)
+    codes = encode_dataset(model, data, batch_size) if codes is None else codes
     if codes.specified is None:
         raise ValueError(f"{model.name} has no specified code: there is no second code to keep while swapping one")
     index = samplers.ClassIndex(data.labels.cpu())
@@ -391,17 +396,19 @@ def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, se
     in nats and the swap ratio: *quick* probes, which under-read a probe fitted on 10,000 codes.
     """
     n = min(size, len(data))
-    first, second = data.subset(slice(0, n, 2)), data.subset(slice(1, n, 2))
+    data = data.subset(slice(0, n))
+    codes = encode_dataset(model, data)  # once: the probes, the KL and the swap read the same codes
+    halves = (Codes(*(None if c is None else c[start::2] for c in codes)) for start in (0, 1))
     generator = torch.Generator().manual_seed(seed)
-    fit_views, test_views = (code_views(encode_dataset(model, half), generator) for half in (first, second))
-    y_fit, y_test = first.labels.cpu(), second.labels.cpu()
+    fit_views, test_views = (code_views(half, generator) for half in halves)
+    y_fit, y_test = data.labels[0::2].cpu(), data.labels[1::2].cpu()
     out = {f"{code}_accuracy": 1.0 - probe(fit_views[code]["mean"], y_fit, test_views[code]["mean"], y_test, seed).test_error
            for code in fit_views}
     if "sample" in fit_views.get("z", {}):
         out["z_sample_accuracy"] = 1.0 - probe(fit_views["z"]["sample"], y_fit, test_views["z"]["sample"], y_test, seed).test_error
     out["chance_accuracy"] = float((y_test == y_fit.bincount().argmax()).double().mean())
-    out["kl_nats"] = kl_nats(model, data.subset(slice(0, n)))
-    out["swap_ratio"] = swap_ratio(model, data.subset(slice(0, n)), seed)
+    out["kl_nats"] = float(losses.kl_normal_standard_per_dimension(*_posterior_of(model, codes)).mean(0).sum())
+    out["swap_ratio"] = swap_ratio(model, data, seed, codes=codes)
     return out
 
 

@@ -25,7 +25,7 @@ from dislib import evaluate
 from dislib.data.base import ImageDataset, LabelledData
 from dislib.evaluate import ProbeResult
 from dislib.models.base import Disentangler
-from dislib.train import History
+from dislib.train import CONVERGED, History
 
 MISSING = "–"
 """What a table shows where a row has no value for a column."""
@@ -228,6 +228,29 @@ def last_metrics(histories: Mapping[str, History], columns: Mapping[str, str]) -
         if missing:
             raise KeyError(f"run {name!r} recorded no {missing}; it has {sorted(last)}")
         rows[name] = {column: last[key] for key, column in columns.items()}
+    return rows
+
+
+def convergence(histories: Mapping[str, History], metrics: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Rows for :func:`table`: each run's steps, each metric's final value and its last-fifth change
+    (:meth:`History.last_fifth_change`), and whether every change is below :data:`~dislib.train.CONVERGED`.
+
+    Parameters
+    ----------
+    histories
+        ``{run name: History}``.
+    metrics
+        ``{key of History.last(): column name}``: the metrics that say whether the budget sufficed.
+    """
+    rows = {}
+    for name, history in histories.items():
+        last, changes = history.last(), {key: history.last_fifth_change(key) for key in metrics}
+        row: dict[str, Any] = {"steps": history.steps[-1]}
+        for key, column in metrics.items():
+            row[column] = last[key]
+            row[f"{column}: last-fifth change"] = f"{changes[key]:.1%}"
+        row["converged"] = "yes" if max(changes.values()) < CONVERGED else "no"
+        rows[name] = row
     return rows
 
 

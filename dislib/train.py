@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import pickle
 import time
@@ -39,6 +40,9 @@ _SAME_ON_RESUME = ("model", "dataset", "data_options", "seed", "budget", "mode")
 _BEFORE_MODES = "eager"  # what a run.json written before the fast path existed trained in
 _CHECKPOINT_KEYS = {"model", "config", "weights", "optimizers", "step", "history", "rng"}
 _RESTART = "train again with --restart (resume=False)"
+CONVERGED = 0.02
+"""A run has converged for a metric when the metric moved less than this fraction of its final
+value over the last fifth of the run (:meth:`History.last_fifth_change`)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -74,7 +78,7 @@ class History:
     def last_fifth_change(self, key: str) -> float:
         """How much ``key`` (a loss or metric) moved over the last fifth of the run, relative to its
         final value: :math:`|v_T - v_t| / |v_T|`, with :math:`t` the last evaluation at or before
-        :math:`0.8 T`. A budget counts as converged for ``key`` when this is below 0.02."""
+        :math:`0.8 T`. A budget counts as converged for ``key`` when this is below :data:`CONVERGED`."""
         rows = [{**losses, **metrics} for losses, metrics in zip(self.losses, self.metrics)]
         if not rows or key not in rows[-1]:
             known = ", ".join(sorted(rows[-1])) if rows else "none: the run has no evaluation yet"
@@ -185,11 +189,17 @@ def fit(
 
     Raises
     ------
+    TypeError, ValueError
+        Before anything is written: for a model that is not one of :mod:`dislib.models`, data that is
+        not a dataset of :mod:`dislib.data` or that the model cannot read (its first batch is built once
+        to check), or a seed, ``stop_after`` or ``checkpoint_every`` that is no count.
     TrainingDiverged
         When a loss becomes NaN or infinite; no checkpoint is written past the last finite one.
     RunDirectoryError
         When ``out`` is in use by another process, damaged, or holds another run.
     """
+    _check_arguments(model, train_data, test_data)
+    _check_counts(seed=seed, stop_after=stop_after, checkpoint_every=checkpoint_every)
     plan = budget if isinstance(budget, Budget) else model.budget(settings.budget(budget))
     dev = settings.device(device)
     if mode is not None:
@@ -200,6 +210,8 @@ def fit(
         test_data = test_data.subset(slice(0, plan.eval_size)).to(dev)
     train_data = train_data.to(dev)
     model.to(dev)
+    first = torch.arange(min(plan.batch_size, len(train_data)), device=dev)
+    model.make_batch(train_data, first, _step_generator(seed, 0))  # its refusals come before anything is written
     settings.seed_everything(seed)
     run_dir = Path(out) if out is not None else None
     mode = mode or _resumed_mode(run_dir, resume) or precision.DEFAULT_MODE
@@ -260,6 +272,32 @@ def fit(
     return history
 
 
+def _check_arguments(model: Model, train_data: LabelledData, test_data: LabelledData | None) -> None:
+    """Raise a clear error for a model or data :func:`fit` cannot train with, before anything is written."""
+    if not isinstance(model, Model):
+        raise TypeError(f"fit trains a model of dislib.models, got {type(model).__name__}: build one for the data, "
+                        "e.g. dislib.models.VAE.for_dataset(train_data)")
+    for name, given, split in (("train_data", train_data, "train"), ("test_data", test_data, "test")):
+        if given is None and name == "test_data":
+            continue
+        if not isinstance(given, LabelledData):
+            optional = " or None" if name == "test_data" else ""
+            raise TypeError(f"fit's {name} must be a dataset of dislib.data{optional}, got {type(given).__name__}: "
+                            f"load it with dislib.data.load(name, {split!r})")
+        model.check_data(given)
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Raise a ValueError for a count :func:`fit` cannot use: ``seed`` a whole number >= 0, each other
+    (``stop_after``, ``checkpoint_every``) a whole number >= 1 or None."""
+    for name, value in counts.items():
+        least, optional = (0, "") if name == "seed" else (1, " or None")
+        if optional and value is None:
+            continue
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+            raise ValueError(f"fit's {name} must be a whole number >= {least}{optional}, got {value!r}")
+
+
 def _resumed_mode(run_dir: Path | None, resume: bool) -> str | None:
     """The mode of the run that ``run_dir`` holds when it will be resumed; ``None`` for a new run."""
     if run_dir is None or not resume or not (run_dir / CHECKPOINT).exists() or not (run_dir / RUN).exists():
@@ -272,10 +310,11 @@ def _resumed_mode(run_dir: Path | None, resume: bool) -> str | None:
 
 
 def _evaluate(model: Model, data: LabelledData | None) -> dict[str, float]:
+    """The periodic evaluation, in the precision the steps compute in (the model's autocast)."""
     if data is None:
         return {}
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), model.autocast():
         return evaluate.held_out(model, data)
 
 
@@ -412,6 +451,20 @@ def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, 
     raise RunDirectoryError(f"{path} is damaged ({why}): delete it, or {_RESTART}")
 
 
+def read_json(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in ``path``, which holds at least ``keys``; a :class:`RunDirectoryError` naming the
+    file, why it is damaged (empty, not JSON, not such an object) and ``fix`` otherwise."""
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        why = "empty" if path.stat().st_size == 0 else f"not JSON: {err}"
+    else:
+        if isinstance(value, dict) and set(keys) <= set(value):
+            return value
+        why = "not the JSON dislib writes"
+    raise RunDirectoryError(f"{path} is damaged ({why}): {fix}")
+
+
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """What ``run_dir/run.json`` says was trained: model, dataset, data_options, seed, budget, config."""
     path = Path(run_dir) / RUN
@@ -420,13 +473,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             f"no {RUN} in {run_dir} (it names the dataset): train there with `python -m dislib train ... "
             f"--out {run_dir}` (add --restart if it holds a checkpoint)"
         )
-    try:
-        run = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        run = "empty" if path.stat().st_size == 0 else f"not JSON: {err}"
-    if not isinstance(run, dict) or not {"model", "dataset"} <= set(run):
-        why = run if isinstance(run, str) else "not the JSON dislib writes"
-        raise RunDirectoryError(f"{path} is damaged ({why}): {_RESTART}, or delete the run directory")
+    run = read_json(path, f"{_RESTART}, or delete the run directory", keys=("model", "dataset"))
     version = run.get("format", 1)  # run.json files written before the field existed are format 1
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise RunDirectoryError(f"{path} is damaged (its format is {version!r}, not a version dislib writes): "
@@ -446,20 +493,38 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
         raise TypeError(f"load_model needs the run directory (a path), got {run_dir!r}: "
                         "pass the folder `python -m dislib train ... --out` wrote, e.g. load_model('runs/vae-mnist')")
     path = Path(run_dir) / CHECKPOINT
+    if Path(run_dir).is_file():
+        raise RunDirectoryError(f"{run_dir} is a file, not a run directory: pass the folder that "
+                                "`python -m dislib train ... --out` wrote")
     if not path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}: train first with `python -m dislib train ... --out {run_dir}`")
     state = _read_checkpoint(path, "cpu")
-    if (Path(run_dir) / RUN).exists():
-        run = read_run(run_dir)
-        for key in ("model", "dataset"):  # checkpoints written before they kept the dataset: the model only
-            if key in state and state[key] != run[key]:
-                raise RunDirectoryError(f"{path} holds a {key} {state[key]!r} but {RUN} beside it says {run[key]!r}: "
-                                        f"the two come from different runs; {_RESTART}, or choose another run directory")
+    run = read_run(run_dir) if (Path(run_dir) / RUN).exists() else {}
+    for key in ("model", "dataset"):  # checkpoints written before they kept the dataset: the model only
+        if key in state and key in run and state[key] != run[key]:
+            raise RunDirectoryError(f"{path} holds a {key} {state[key]!r} but {RUN} beside it says {run[key]!r}: "
+                                    f"the two come from different runs; {_RESTART}, or choose another run directory")
     broken = [k for k, v in state["weights"].items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
     if broken:
         raise RunDirectoryError(f"{path} holds weights that are NaN or infinite ({', '.join(broken[:3])}"
                                 f"{', ...' if len(broken) > 3 else ''}): the run diverged or the file is damaged; {_RESTART}")
-    return Model.from_checkpoint(state).to(settings.device(device)).eval()
+    model = Model.from_checkpoint(state).to(settings.device(device)).eval()
+    if not (Path(run_dir) / METRICS).exists():
+        warnings.warn(f"{run_dir} holds an unfinished run: {_stopped_at(state, run.get('budget'))}, so its model is "
+                      f"not fully trained; train again with the same --out {run_dir} (out=) to finish it, it resumes "
+                      "there", stacklevel=2)
+    return model
+
+
+def _stopped_at(state: dict[str, Any], budget: Any) -> str:
+    """Where an unfinished run stopped: ``"it stopped at step 12 of 40"`` (of a wall-clock budget: after
+    how many of its seconds), from its checkpoint and the budget its run.json names."""
+    stopped = f"it stopped at step {state['step']}"
+    if not isinstance(budget, dict):
+        return stopped
+    if budget.get("seconds") is not None:
+        return f"{stopped}, after {state['history'].get('seconds', 0):.0f} of its {budget['seconds']:g} seconds"
+    return f"{stopped} of {budget.get('steps')}"
 
 
 def train_or_load(
@@ -473,6 +538,7 @@ def train_or_load(
     seed: int = 0,
     runs: str | Path | None = "runs",
     device: str | torch.device | None = None,
+    mode: str | None = None,
 ) -> History:
     """Train ``model`` for a chapter, or load its finished run, and print one line saying which.
 
@@ -487,6 +553,8 @@ def train_or_load(
         Steps added to the named budget (a pre-training stage that runs before the paper's steps).
     runs
         Folder of the chapter's run directories; ``None`` keeps nothing.
+    mode
+        How each step computes, as in :func:`fit` (default: a resumed run's own mode, else ``"fast"``).
     """
     if extra_steps < 0:
         raise ValueError(f"extra_steps must be >= 0, got {extra_steps}")
@@ -495,7 +563,7 @@ def train_or_load(
     plan = replace(named, steps=named.steps + extra_steps)
     out = Path(runs) / f"{name}-seed{seed}" if runs is not None and budget_name == "full" else None
     finished = out is not None and (out / METRICS).exists() and (out / CHECKPOINT).exists()
-    history = fit(model, train_data, test_data, budget=plan, seed=seed, out=out, device=device, progress=False)
+    history = fit(model, train_data, test_data, budget=plan, seed=seed, out=out, device=device, progress=False, mode=mode)
     trained = f"{plan.steps} steps of {plan.batch_size} images in {history.seconds:.0f} s"
     device_used, threads = history.device or "an unrecorded device", history.threads or "?"
     if finished:

@@ -2,14 +2,18 @@
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from dislib import __main__ as cli
 from dislib import data, train
+from dislib.train import fit
 from dislib.data import mnist
 from dislib.data.base import ImageDataset
 from dislib.models import MODELS, VAE
@@ -386,3 +390,40 @@ def test_unknown_settings_and_weights_that_do_not_fit_are_named(tiny_dataset):
     weights[first] = torch.zeros(3)
     with pytest.raises(ValueError, match="weights do not fit a vae of its own configuration .*size mismatch"):
         Model.from_checkpoint({**checkpoint, "weights": weights})
+
+
+def test_evaluating_an_unfinished_run_warns_in_one_line_how_to_finish_it(tiny_dataset, tmp_path, capsys):
+    out, tiny = tmp_path / "run", data.load("tiny", "train")
+    fit(VAE.for_dataset(tiny), tiny, budget="smoke", out=out, stop_after=3, progress=False)
+    written = sorted(p.name for p in out.iterdir())
+    assert cli.main(["evaluate", str(out), "--limit", "16"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"warning: {out} holds an unfinished run: it stopped at step 3 of 40, so its model is not "
+                            f"fully trained; train again with the same --out {out} (out=) to finish it, it resumes there\n")
+    assert "test_negative_elbo" in json.loads(captured.out) and sorted(p.name for p in out.iterdir()) == written
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 40
+    assert cli.main(["evaluate", str(out), "--limit", "16"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_while_torch_imports_is_one_line_and_status_130(tmp_path):
+    command = [sys.executable, "-m", "dislib", "train", "vae", "--dataset", "mnist", "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while "libtorch" not in _maps(process.pid) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # torch's libraries are loading: its Python modules are still to come
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out) == (130, "")
+    assert err == "interrupted: stopped while starting, before anything was read or written\n"
+    assert not list(tmp_path.iterdir())

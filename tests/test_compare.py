@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,13 +113,19 @@ def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_
     assert compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"] == \
         methods["Mathieu et al."]["runs"]
     assert checkpoint.stat().st_mtime_ns == stamp
-    # a stored evaluation that is damaged, or a JSON list, is measured again (the run is not retrained)
-    for damaged in ("[1, 2]", "{not json"):
-        (tmp_path / "mathieu-seed1" / "evaluation.json").write_text(damaged)
-        again = compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"]
-        assert again[1]["seed"] == 1 and again[1]["steps"] == methods["Mathieu et al."]["runs"][1]["steps"]
-        assert json.loads((tmp_path / "mathieu-seed1" / "evaluation.json").read_text())["seed"] == 1
-        assert checkpoint.stat().st_mtime_ns == stamp
+    # a stored evaluation that is damaged, or a JSON list, is named with the fix, and nothing is written;
+    # deleted, it is measured again (the run is not retrained)
+    evaluation, table = tmp_path / "mathieu-seed1" / "evaluation.json", (tmp_path / "compare.json").read_text()
+    for damaged, why in (("[1, 2]", "not the JSON dislib writes"), ("{not json", "not JSON: "), ("", "empty")):
+        evaluation.write_text(damaged)
+        with pytest.raises(RunDirectoryError, match=re.escape(f"{evaluation} is damaged ({why}") + ".*delete it to measure"):
+            compare.run("smoke", tmp_path, ["mathieu"], progress=False)
+        assert evaluation.read_text() == damaged and (tmp_path / "compare.json").read_text() == table
+    evaluation.unlink()
+    again = compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"]
+    assert again[1]["seed"] == 1 and again[1]["steps"] == methods["Mathieu et al."]["runs"][1]["steps"]
+    assert json.loads(evaluation.read_text())["seed"] == 1
+    assert checkpoint.stat().st_mtime_ns == stamp
 
 
 def test_cells_show_mean_and_spread_in_the_columns_unit():
@@ -148,12 +155,30 @@ def test_compare_command_prints_the_means_and_refuses_unknown_methods(fake_style
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
+def test_the_command_names_a_damaged_evaluation_and_restart_trains_anew(fake_styled, tmp_path, capsys):
+    args = ["compare", "--budget", "smoke", "--runs", str(tmp_path), "--method", "vae"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    evaluation, checkpoint = tmp_path / "vae-seed0" / "evaluation.json", tmp_path / "vae-seed0" / "checkpoint.pt"
+    evaluation.write_text("{cut sho")
+    stamp = checkpoint.stat().st_mtime_ns
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar's line
+    assert err.startswith(f"error: {evaluation} is damaged (not JSON: ")
+    assert err.endswith("delete it to measure the run again (its training is kept)")
+    assert evaluation.read_text() == "{cut sho" and checkpoint.stat().st_mtime_ns == stamp
+    assert cli.main([*args, "--restart"]) == 0  # the flag the messages of the training loop advise
+    assert json.loads(evaluation.read_text())["seed"] == 0 and checkpoint.stat().st_mtime_ns != stamp
+
+
 def test_runs_of_another_budget_are_not_reused_but_refused_with_the_fix(fake_styled, monkeypatch, tmp_path):
     compare.run("smoke", tmp_path, ["vae"], progress=False)
     monkeypatch.setitem(compare.BUDGETS, "smoke", compare.CompareBudget(
         seconds=0.2, seeds=(0,), test_size=80, dci_size=40, train_size=64, jobs=1))
-    with pytest.raises(RunDirectoryError, match="another budget .*0.2 s on 64 training images.*another folder"):
+    with pytest.raises(RunDirectoryError, match="another budget .*0.2 s on 64 training images.*another folder.*--restart"):
         compare.run("smoke", tmp_path, ["vae"], progress=False)
+    assert compare.run("smoke", tmp_path, ["vae"], progress=False, restart=True)["methods"]["VAE"]["runs"][0]["seed"] == 0
+    assert read_run(tmp_path / "vae-seed0")["budget"]["seconds"] == 0.2
     with pytest.raises(ValueError, match="at least 1, got 0"):
         compare.run("smoke", tmp_path, ["vae"], jobs=0, progress=False)
 

@@ -2,12 +2,13 @@
 one step of learning, bad input."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from dislib.data.base import ImageDataset
-from dislib.models import CGAN, CVAE, GAN, VAE, Budget, CGANConfig, Zheng
+from dislib.models import CGAN, CVAE, GAN, MODELS, VAE, Budget, CGANConfig, Zheng
 from dislib.models.base import Model
 from dislib.train import fit, load_model
 from tests.helpers import tiny_images
@@ -137,6 +138,9 @@ def test_python_api_misuse_gets_clear_errors():
         cvae.encode(torch.rand(4, 1, 28, 28), torch.tensor([1, 2]))
     with pytest.raises(TypeError, match="needs the run directory"):
         load_model(None)
+    with pytest.raises(TypeError, match=re.escape("VAE.for_dataset builds the model for a dataset of dislib.data, got "
+                                                  "Tensor: load one with dislib.data.load(name, 'train')")):
+        VAE.for_dataset(data.images)
 
 
 def test_a_conditional_vae_needs_one_label_per_image_everywhere():
@@ -145,3 +149,16 @@ def test_a_conditional_vae_needs_one_label_per_image_everywhere():
         cvae.sample(5, torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="negative_elbo got 5 labels for 8 images"):
         cvae.train_step({"x": torch.rand(8, 1, 28, 28), "y": torch.arange(5)})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_models_step_names_a_batch_that_is_not_the_dict_of_make_batch(name):
+    data = tiny_images(8)
+    model = MODELS[name].for_dataset(data)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    fix = f"{name}.train_step takes a batch as model.make_batch(data, indices, generator) returns it, a dict of tensors, got "
+    for batch, got in ((data.images, "a tensor of shape (8, 1, 28, 28)"), ((data.images, data.labels), "a tuple"),
+                       ({"x": data.images.numpy(), "y": data.labels}, "a dict holding 'x': ndarray")):
+        with pytest.raises(TypeError, match=f"^{re.escape(fix + got)}: build the batch with make_batch$"):
+            model.train_step(batch)
+    assert int(model.steps_done) == 0 and all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())

@@ -104,6 +104,21 @@ def test_last_metrics_picks_and_renames_the_last_interval():
         report.last_metrics({"run": history}, {"swap_ratio": "swap ratio"})
 
 
+def test_convergence_reports_each_metric_and_the_two_percent_rule():
+    settled = History(steps=[400, 800, 1000], losses=[{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.99}],
+                      metrics=[{"s_accuracy": 0.5}, {"s_accuracy": 0.900}, {"s_accuracy": 0.905}])
+    moving = History(steps=[400, 800, 1000], losses=[{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.5}],
+                     metrics=[{"s_accuracy": 0.5}, {"s_accuracy": 0.8}, {"s_accuracy": 0.9}])
+    rows = report.convergence({"settled": settled, "moving": moving}, {"s_accuracy": "s accuracy", "loss": "loss"})
+    assert rows["settled"]["steps"] == 1000
+    assert rows["settled"]["s accuracy"] == 0.905
+    assert rows["settled"]["loss: last-fifth change"] == "0.5%"
+    assert rows["settled"]["converged"] == "yes"
+    assert rows["moving"]["s accuracy: last-fifth change"] == "11.1%"
+    assert rows["moving"]["converged"] == "no"
+    assert report.table(rows).loc["moving", "s accuracy"] == "90.0%"
+
+
 def test_mean_row_averages_each_column():
     rows = {"seed 0": {"z test error": 0.5, "swap ratio": 2.0}, "seed 1": {"z test error": 0.3, "swap ratio": 4.0}}
     assert report.mean_row(rows) == pytest.approx({"z test error": 0.4, "swap ratio": 3.0})

@@ -73,12 +73,17 @@ def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):
         viz.plot_tradeoff({"points": {}})
 
 
-def test_a_damaged_measurement_is_redone_and_a_run_of_another_budget_refused_with_the_fix(fake_mnist, monkeypatch, tmp_path):
+def test_a_damaged_measurement_is_named_and_a_run_of_another_budget_refused_with_the_fix(fake_mnist, monkeypatch, tmp_path):
     first = sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)["points"]["paper"]["runs"]
+    evaluation = tmp_path / "paper-seed0" / "evaluation.json"
     for damage in ("{not json", "[1, 2]"):
-        (tmp_path / "paper-seed0" / "evaluation.json").write_text(damage)
-        again = sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)["points"]["paper"]["runs"]
-        assert again[0]["z_mlp_mean"] == first[0]["z_mlp_mean"]  # measured again, the same (seeded)
+        evaluation.write_text(damage)
+        with pytest.raises(RunDirectoryError, match="evaluation.json is damaged .*delete it to measure the run again"):
+            sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)
+        assert evaluation.read_text() == damage
+    evaluation.unlink()
+    again = sweep.run("toy", "smoke", tmp_path, points=["paper"], progress=False)["points"]["paper"]["runs"]
+    assert again[0]["z_mlp_mean"] == first[0]["z_mlp_mean"]  # measured again, the same (seeded)
     monkeypatch.setitem(sweep.BUDGETS, "full", sweep.SweepBudget("full", seeds=(0,), probe_size=60, jobs=1))
     (tmp_path / "paper-seed0" / "evaluation.json").unlink()
     with pytest.raises(RunDirectoryError, match="give --runs another folder"):

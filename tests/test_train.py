@@ -2,12 +2,14 @@
 
 import json
 import math
+import re
+import warnings
 
 import pytest
 import torch
 
-from dislib import settings, train
-from dislib.models import GAN, VAE, Budget
+from dislib import data, settings, train
+from dislib.models import GAN, VAE, Budget, Mathieu
 from dislib.models.base import Model
 from dislib.train import CHECKPOINT, History, TrainingDiverged, fit, load_model, train_or_load
 from tests.helpers import tiny_images
@@ -205,3 +207,77 @@ def test_last_fifth_change_reads_the_evaluation_before_four_fifths():
         history.last_fifth_change("nll")
     with pytest.raises(ValueError, match="evaluate more often"):
         History(steps=[100], losses=[{"loss": 1.0}], metrics=[{}]).last_fifth_change("loss")
+
+
+def _snapshot(folder) -> dict[str, tuple[bytes, int]]:
+    """Each file of ``folder``: its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("model, train_data, test_data, message", [
+    ("vae", "tiny", None, "fit trains a model of dislib.models, got str: build one for the data, "
+                          "e.g. dislib.models.VAE.for_dataset(train_data)"),
+    (None, None, None, "fit's train_data must be a dataset of dislib.data, got NoneType: "
+                       "load it with dislib.data.load(name, 'train')"),
+    (None, "images", None, "fit's train_data must be a dataset of dislib.data, got Tensor"),
+    (None, "tiny", "images", "fit's test_data must be a dataset of dislib.data or None, got Tensor: "
+                             "load it with dislib.data.load(name, 'test')"),
+    (None, "tiny", "mnist", "fit's test_data must be a dataset of dislib.data or None, got str"),
+])
+def test_a_model_or_data_of_the_wrong_type_is_refused_before_anything_is_written(tmp_path, model, train_data,
+                                                                                 test_data, message):
+    given = {"tiny": tiny_images(), "images": tiny_images().images, "mnist": "mnist", None: None}
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}"):
+        fit(model or _vae(), given[train_data], given[test_data], budget=BUDGET, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_a_model_cannot_read_is_refused_before_anything_is_written(tmp_path):
+    moons, out = data.load("three-moons", "train"), tmp_path / "run"
+    reads_images = "^vae reads images, but dataset 'three-moons' holds PointDataset; build a model made for that kind of data$"
+    with pytest.raises(TypeError, match=reads_images):
+        fit(_vae(), moons, budget=BUDGET, out=out, progress=False)
+    assert not out.exists()
+    fit(_vae(), tiny_images(), budget=BUDGET, out=out, progress=False)  # a finished run, left exactly as it is
+    before = _snapshot(out)
+    for resume in (True, False):
+        with pytest.raises(TypeError, match=reads_images):
+            fit(_vae(), moons, budget=BUDGET, out=out, resume=resume, progress=False)
+        assert _snapshot(out) == before
+    with pytest.raises(ValueError, match=re.escape("vae expects images of shape [N, 1, 28, 28], got (1, 3, 32, 32)")):
+        fit(_vae(), tiny_images(), tiny_images(channels=3, size=32), budget=BUDGET, out=out, resume=False, progress=False)
+    mathieu = Mathieu.for_dataset(tiny_images())  # the checks of a model's own batches come first too
+    with pytest.raises(ValueError, match="the data has 2 classes but the adversary's label tables have 10"):
+        fit(mathieu, tiny_images(classes=2), budget=BUDGET, out=out, resume=False, progress=False)
+    assert _snapshot(out) == before
+
+
+def test_loading_an_unfinished_run_warns_where_it_stopped_and_how_to_finish(tmp_path):
+    fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path, stop_after=4, progress=False)
+    message = (f"{tmp_path} holds an unfinished run: it stopped at step 4 of 6, so its model is not fully trained; "
+               f"train again with the same --out {tmp_path} (out=) to finish it, it resumes there")
+    with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
+        load_model(tmp_path)
+    fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("count, message", [
+    (dict(seed="a"), "fit's seed must be a whole number >= 0, got 'a'"),
+    (dict(seed=-1), "fit's seed must be a whole number >= 0, got -1"),
+    (dict(stop_after=0), "fit's stop_after must be a whole number >= 1 or None, got 0"),  # 0 trained the whole budget
+    (dict(checkpoint_every=-2), "fit's checkpoint_every must be a whole number >= 1 or None, got -2"),
+])
+def test_counts_fit_cannot_use_are_refused_before_anything_is_written(tmp_path, count, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path / "run", progress=False, **count)
+    assert not (tmp_path / "run").exists()
+
+
+def test_load_model_of_a_file_says_it_needs_the_run_directory(tmp_path):
+    fit(_vae(), tiny_images(), budget=BUDGET, out=tmp_path, progress=False)
+    with pytest.raises(train.RunDirectoryError, match=f"^{re.escape(str(tmp_path / CHECKPOINT))} is a file, not a run "
+                                                      "directory: pass the folder that `python -m dislib train"):
+        load_model(tmp_path / CHECKPOINT)

@@ -45,7 +45,7 @@ class GAN(Model):
     Config = GANConfig
     BUDGETS = {
         "smoke": Budget(steps=40, batch_size=64, eval_every=20, train_size=2_048, eval_size=512),
-        "full": Budget(steps=5_000, batch_size=64, eval_every=500),
+        "full": Budget(steps=5_000, batch_size=64, eval_every=500, eval_size=2_000),
     }
     PRESETS = {
         "mnist": GANConfig(generator_widths=(64, 32, 16), discriminator_widths=(16, 32, 64)),

@@ -175,7 +175,7 @@ class Mathieu(Disentangler):
     name = "mathieu"
     Config = MathieuConfig
     BUDGETS = {
-        "smoke": Budget(steps=30, batch_size=32, eval_every=30, train_size=1_024, eval_size=400),
+        "smoke": Budget(steps=30, batch_size=32, eval_every=15, train_size=1_024, eval_size=400),
         "full": Budget(steps=2_500, batch_size=64, eval_every=500, eval_size=2_000),
     }
     PRESETS = {

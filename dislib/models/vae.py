@@ -59,7 +59,7 @@ class VAE(Disentangler):
     Config = VAEConfig
     BUDGETS = {
         "smoke": Budget(steps=40, batch_size=64, eval_every=20, train_size=2_048, eval_size=512),
-        "full": Budget(steps=1_000, batch_size=128, eval_every=250),
+        "full": Budget(steps=1_000, batch_size=128, eval_every=250, eval_size=2_000),
     }
     PRESETS = {
         "mnist": VAEConfig(latent_dim=16, widths=(16, 32, 64)),

@@ -8,9 +8,10 @@ paper's algorithm box (GANs alternate between players inside one step). The trai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -57,7 +58,7 @@ class Budget:
 
 
 COMPARISON_BUDGETS = {
-    "smoke": Budget(steps=30, batch_size=32, eval_every=30, train_size=1_024, eval_size=400),
+    "smoke": Budget(steps=30, batch_size=32, eval_every=15, train_size=1_024, eval_size=400),
     "full": Budget(steps=2_000, batch_size=96, eval_every=500, eval_size=2_000),
 }
 """The budgets of Zheng & Sun's model (``Zheng.BUDGETS``), which the baselines it is compared with
@@ -107,7 +108,9 @@ class Model(nn.Module):
 
     Subclasses set ``name``, ``Config`` and ``BUDGETS`` and implement :meth:`train_step` and
     :meth:`evaluate`. Every model counts its training steps in the buffer ``steps_done`` (kept
-    by checkpoints), for schedules such as a learning-rate drop or a pre-training stage.
+    by checkpoints), for schedules such as a learning-rate drop or a pre-training stage. Each
+    subclass's ``train_step`` first checks that its batch is the dict :meth:`make_batch` returns
+    (:func:`check_batch_type`), so that no model meets a bare tensor.
     """
 
     name: ClassVar[str]
@@ -125,12 +128,21 @@ class Model(nn.Module):
         self.autocast_dtype: torch.dtype | None = None
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make a subclass's own ``train_step`` check its batch first (:func:`check_batch_type`)."""
+        super().__init_subclass__(**kwargs)
+        if "train_step" in vars(cls):
+            cls.train_step = _checking_batch(vars(cls)["train_step"])
+
     # construction -----------------------------------------------------------------------
     @classmethod
     def for_dataset(cls, data: LabelledData, preset: str | None = None, **overrides: Any) -> "Model":
         """Build the model for ``data``: the named preset (default: the dataset's own, if any),
         with the image shape and class count taken from the data, then ``overrides``. A model whose
         configuration has a ``point_dim`` setting also reads points (a :class:`PointDataset`)."""
+        if not isinstance(data, LabelledData):
+            raise TypeError(f"{cls.__name__}.for_dataset builds the model for a dataset of dislib.data, got "
+                            f"{type(data).__name__}: load one with dislib.data.load(name, 'train')")
         base = cls.PRESETS.get(preset or data.name, cls.Config())
         if preset is not None and preset not in cls.PRESETS:
             raise KeyError(f"{cls.name} has no preset {preset!r}; presets: {sorted(cls.PRESETS)}")
@@ -139,8 +151,7 @@ class Model(nn.Module):
             shape = dict(point_dim=data.point_dim, num_classes=data.num_classes)
             return cls(dataclasses.replace(base, **{**shape, **overrides}))
         if not isinstance(data, ImageDataset):
-            raise TypeError(f"{cls.name} reads images, but dataset {data.name!r} holds {type(data).__name__}; "
-                            "build a model made for that kind of data")
+            raise TypeError(_reads_images(cls.name, data))
         channels, height, width = data.image_shape
         if height != width:
             raise ValueError(f"{cls.name} needs square images, got {height}x{width}")
@@ -236,6 +247,13 @@ class Model(nn.Module):
         """Whether to check values as well as shapes: reading a value back waits for a GPU, so
         training on a GPU skips it (its dataset was checked when it was built)."""
         return x.device.type == "cpu" or not self.training
+
+    def check_data(self, data: LabelledData) -> None:
+        """Raise a clear error unless ``data`` holds what this model reads: images of its shape, or
+        points of its dimension (its first input is checked, as :meth:`check_images` does)."""
+        if isinstance(data, PointDataset) and not hasattr(self.config, "point_dim"):
+            raise TypeError(_reads_images(self.name, data))
+        self.check_images(data.inputs[:1])
 
     def check_images(self, x: Tensor) -> None:
         """Raise a clear error if ``x`` is not a batch of float32 images in ``[0, 1]`` this model was
@@ -379,6 +397,39 @@ class Disentangler(Model):
         if specified is not None and unspecified is not None and len(specified) != len(unspecified):
             raise ValueError(f"{self.name}.decode got {len(specified)} specified codes and {len(unspecified)} "
                              "unspecified ones: pass one of each per image")
+
+
+def _reads_images(name: str, data: LabelledData) -> str:
+    """The refusal of a model of images (named ``name``) to learn from ``data``, which holds something else."""
+    return (f"{name} reads images, but dataset {data.name!r} holds {type(data).__name__}; "
+            "build a model made for that kind of data")
+
+
+def check_batch_type(model: Model, batch: object) -> None:
+    """Raise a TypeError unless ``batch`` is a dict of tensors, as ``model.make_batch`` returns: a bare
+    tensor of images, a tuple of images and labels, or a dict holding other values is named with the fix."""
+    if isinstance(batch, Mapping):
+        others = [f"{k!r}: {type(v).__name__}" for k, v in batch.items() if not isinstance(v, Tensor)]
+        if not others:
+            return
+        got = f"a dict holding {', '.join(others)}"
+    elif isinstance(batch, Tensor):
+        got = f"a tensor of shape {tuple(batch.shape)}"
+    else:
+        got = f"a {type(batch).__name__}"
+    raise TypeError(f"{model.name}.train_step takes a batch as model.make_batch(data, indices, generator) returns it, "
+                    f"a dict of tensors, got {got}: build the batch with make_batch")
+
+
+def _checking_batch(train_step: Callable[[Model, dict[str, Tensor]], dict[str, Tensor]]) -> Callable:
+    """``train_step`` after :func:`check_batch_type` (every subclass's, by :meth:`Model.__init_subclass__`)."""
+
+    @functools.wraps(train_step)
+    def checked(model: Model, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        check_batch_type(model, batch)
+        return train_step(model, batch)
+
+    return checked
 
 
 def check_sizes(config: Any) -> None:
