@@ -232,6 +232,7 @@ def test_regress_codes_reads_real_factors_from_each_code():
 # points through the same loop ----------------------------------------------------------------
 @dataclass(frozen=True)
 class PointConfig:
+    point_dim: int = 2  # a point_dim setting says that the model reads points (Model.for_dataset, fit)
     hidden: int = 16
 
 
@@ -244,7 +245,7 @@ class PointClassifier(Model):
 
     def __init__(self, config: PointConfig) -> None:
         super().__init__(config)
-        self.net = MLP((2, config.hidden, 3))
+        self.net = MLP((config.point_dim, config.hidden, 3))
         self.optimizers["net"] = torch.optim.Adam(self.net.parameters(), lr=1e-2)
 
     def check_images(self, x: Tensor) -> None:
