@@ -260,7 +260,12 @@ def kl_per_dimension(model: Disentangler, data: LabelledData, batch_size: int = 
     A dimension whose KL is near zero is *collapsed*: its posterior is the prior whatever the
     image, so a sample of it is noise and the decoder cannot use it.
     """
-    return losses.kl_normal_standard_per_dimension(*_posterior(model, data, batch_size)).mean(0)
+    return _kl_per_dimension_of(model, encode_dataset(model, data, batch_size))
+
+
+def _kl_per_dimension_of(model: Disentangler, codes: Codes) -> Tensor:
+    """:func:`kl_per_dimension` of codes already encoded."""
+    return losses.kl_normal_standard_per_dimension(*_posterior_of(model, codes)).mean(0)
 
 
 def _posterior(model: Disentangler, data: LabelledData, batch_size: int = 500) -> tuple[Tensor, Tensor]:
@@ -407,7 +412,7 @@ def quick_metrics(model: Disentangler, data: ImageDataset, size: int = 2_000, se
     if "sample" in fit_views.get("z", {}):
         out["z_sample_accuracy"] = 1.0 - probe(fit_views["z"]["sample"], y_fit, test_views["z"]["sample"], y_test, seed).test_error
     out["chance_accuracy"] = float((y_test == y_fit.bincount().argmax()).double().mean())
-    out["kl_nats"] = float(losses.kl_normal_standard_per_dimension(*_posterior_of(model, codes)).mean(0).sum())
+    out["kl_nats"] = float(_kl_per_dimension_of(model, codes).sum())
     out["swap_ratio"] = swap_ratio(model, data, seed, codes=codes)
     return out
 
