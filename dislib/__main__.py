@@ -46,8 +46,8 @@ def train(args: argparse.Namespace) -> dict:
     settings.seed_everything(args.seed)
     try:
         model = model_cls.for_dataset(train_data, args.preset, **_settings(model_cls, args.set))
-    except TypeError as err:  # a model of images on points, or the other way round
-        raise ValueError(f"{err}: train {args.model} on another --dataset, or choose a model for {args.dataset}") from None
+    except TypeError as err:  # a model of images on points: the message names the problem and the fix
+        raise ValueError(str(err)) from None
     out = Path(args.out or f"runs/{args.model}-{args.dataset}")
     fit(model, train_data, test_data, budget=args.budget, seed=args.seed, out=out, device=args.device,
         resume=not args.restart, data_options=options, mode=args.mode)
@@ -168,7 +168,7 @@ def compare(args: argparse.Namespace) -> dict:
 def sweep(args: argparse.Namespace) -> dict:
     """A trade-off curve over one model's settings (:mod:`dislib.sweep`): trains or reuses the runs in
     ``--runs``, writes ``sweep.json`` there, and returns each point's mean over the seeds."""
-    summary = sweeps.run(args.name, args.budget, args.runs, args.point or None, args.device, args.jobs)
+    summary = sweeps.run(args.name, args.budget, args.runs, args.point or None, args.device, args.jobs, restart=args.restart)
     return {"json": str(Path(args.runs or f"runs/sweep-{args.name}") / "sweep.json"), "protocol": summary["protocol"],
             "means": {name: {"empty": p["empty"], **p["mean"]} for name, p in summary["points"].items()}}
 
@@ -236,6 +236,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--jobs", type=_at_least(1), default=None,
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     w.add_argument("--device", default=None)
+    w.add_argument("--restart", action="store_true",
+                   help="train and measure the chosen runs from scratch, replacing what --runs holds for them, "
+                        "instead of reusing or resuming them")
     w.set_defaults(handler=sweep)
     return p
 

@@ -186,9 +186,13 @@ def map_runs(function: Callable[..., dict], args: list[tuple], jobs: int, thread
                                initargs=(threads, os.getpid())) if jobs > 1 else nullcontext()
     with pool, tqdm(total=len(args), desc=desc, disable=not progress) as bar:
         results = []
-        for result in (pool.map if jobs > 1 else map)(function, *zip(*args)):
-            results.append(result)
-            bar.update(1)
+        try:
+            for result in (pool.map if jobs > 1 else map)(function, *zip(*args)):
+                results.append(result)
+                bar.update(1)
+        except BaseException:
+            bar.leave = False  # the error, not a half-filled bar, is the last line the user reads
+            raise
     return results
 
 
@@ -234,8 +238,12 @@ def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, devic
                                 f"{plan.train_size or 'all'} training images): compare reuses only runs of its own budget; "
                                 "give --runs another folder (one per budget), delete that run, or replace it "
                                 "with --restart")
-    fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
-        data_options={"label": method.label}, resume=not restart)
+    try:
+        fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
+            data_options={"label": method.label}, resume=not restart)
+    except RunDirectoryError as error:
+        raise RunDirectoryError(f"{error}. compare keeps each run in a folder of --runs (here {out}): give --runs "
+                                "another folder, delete that run, or replace it with --restart") from error
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))

@@ -107,9 +107,11 @@ def run(
     device: str | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Train (or reuse) every run of the sweep's ``points`` and measure each; write ``sweep.json`` in
-    ``runs`` (default ``runs/sweep-NAME``) and return what it holds."""
+    ``runs`` (default ``runs/sweep-NAME``) and return what it holds. With ``restart``, each chosen run
+    trains from scratch and is measured anew, replacing what its directory holds."""
     if name not in SWEEPS:
         raise ValueError(f"no sweep {name!r}; the sweeps are {', '.join(SWEEPS)}")
     sweep, plan = SWEEPS[name], BUDGETS[settings.budget(budget)]
@@ -120,7 +122,7 @@ def run(
         raise ValueError(f"{folder} is a file, not a folder of runs: give --runs a folder (it is made if missing)")
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(point, seed) for point in chosen for seed in plan.seeds]
-    args = [(sweep, point, seed, plan, folder, device) for point, seed in tasks]
+    args = [(sweep, point, seed, plan, folder, device, restart) for point, seed in tasks]
     results = map_runs(_run_one, args, jobs, plan.threads, progress, desc=name)
     summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "budget": settings.budget(budget),
                "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
@@ -134,10 +136,12 @@ def run(
     return summary
 
 
-def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None) -> dict:
-    """Train (or resume, or reuse) one run and measure it; the measurement is kept in its directory."""
+def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None,
+             restart: bool = False) -> dict:
+    """Train (or resume, or reuse; with ``restart``, train anew) one run and measure it; the measurement
+    is kept in its directory."""
     out = folder / f"{point.key}-seed{seed}"
-    stored = stored_evaluation(out / EVALUATION)
+    stored = {} if restart else stored_evaluation(out / EVALUATION)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
             PROTOCOL_VERSION, seed, plan.probe_size):
         return stored
@@ -145,10 +149,12 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     settings.seed_everything(seed)
     model = MODELS[sweep.model].for_dataset(train, **point.settings)
     try:
-        history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False)
+        history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False,
+                      resume=not restart)
     except RunDirectoryError as error:
-        raise RunDirectoryError(f"{error}. A sweep resumes only its own runs: give --runs another folder (one per "
-                                "budget and sweep), or delete that run") from error
+        raise RunDirectoryError(f"{error}. A sweep keeps each run in a folder of --runs (here {out}) and resumes only "
+                                "its own runs: give --runs another folder (one per budget and sweep), delete that run, "
+                                "or replace it with --restart") from error
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     probe_set = slice(0, plan.probe_size)

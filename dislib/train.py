@@ -438,6 +438,8 @@ def _save(path: Path, model: Model, step: int, history: History, interval: dict[
 
 def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     """The checkpoint at ``path``; a :class:`RunDirectoryError` naming the file if it is damaged."""
+    if path.is_dir():
+        raise RunDirectoryError(f"{path} is a folder, where dislib keeps the checkpoint file: move it away, or {_RESTART}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except PermissionError:
@@ -453,7 +455,9 @@ def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, 
 
 def read_json(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """The JSON object in ``path``, which holds at least ``keys``; a :class:`RunDirectoryError` naming the
-    file, why it is damaged (empty, not JSON, not such an object) and ``fix`` otherwise."""
+    file, why it is damaged (a folder, empty, not JSON, not such an object) and ``fix`` otherwise."""
+    if path.is_dir():
+        raise RunDirectoryError(f"{path} is a folder, where dislib keeps a JSON file: {fix}")
     try:
         value = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

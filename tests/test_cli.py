@@ -313,7 +313,7 @@ def test_sizes_and_rates_no_model_can_have_are_refused_before_anything_is_writte
 def test_a_model_of_images_on_points_is_one_line(capsys, model):
     assert cli.main(["train", model, "--dataset", "three-moons", "--budget", "smoke"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {model} reads images, but dataset 'three-moons' holds PointDataset") and "another --dataset" in err
+    assert err.startswith(f"error: {model} reads images, but dataset 'three-moons' holds PointDataset: give {model} an image dataset") and err.count(":") == 2
 
 
 def test_resuming_with_the_default_option_spelled_out_is_the_same_run(tiny_dataset, tmp_path, capsys):

@@ -86,8 +86,11 @@ def test_a_damaged_measurement_is_named_and_a_run_of_another_budget_refused_with
     assert again[0]["z_mlp_mean"] == first[0]["z_mlp_mean"]  # measured again, the same (seeded)
     monkeypatch.setitem(sweep.BUDGETS, "full", sweep.SweepBudget("full", seeds=(0,), probe_size=60, jobs=1))
     (tmp_path / "paper-seed0" / "evaluation.json").unlink()
-    with pytest.raises(RunDirectoryError, match="give --runs another folder"):
+    with pytest.raises(RunDirectoryError, match="give --runs another folder.*or replace it with --restart"):
         sweep.run("toy", "full", tmp_path, points=["paper"], progress=False)
+    evaluation.write_text("{not json")
+    replaced = sweep.run("toy", "full", tmp_path, points=["paper"], progress=False, restart=True)  # the flag it advises
+    assert replaced["points"]["paper"]["runs"][0]["probe_size"] == 60 and json.loads(evaluation.read_text())["seed"] == 0
 
 
 def test_bad_names_are_refused_with_the_known_ones(fake_mnist, tmp_path):
@@ -106,4 +109,7 @@ def test_the_command_prints_each_points_means(fake_mnist, tmp_path, capsys):
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["means"]) == {"paper"} and "z_mlp_mean" in printed["means"]["paper"]
+    stamp = (tmp_path / "paper-seed0" / "checkpoint.pt").stat().st_mtime_ns
+    assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper", "--restart"]) == 0
+    assert (tmp_path / "paper-seed0" / "checkpoint.pt").stat().st_mtime_ns != stamp  # trained anew
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "huge"]) == 2

@@ -234,7 +234,7 @@ def test_a_model_or_data_of_the_wrong_type_is_refused_before_anything_is_written
 
 def test_data_a_model_cannot_read_is_refused_before_anything_is_written(tmp_path):
     moons, out = data.load("three-moons", "train"), tmp_path / "run"
-    reads_images = "^vae reads images, but dataset 'three-moons' holds PointDataset; build a model made for that kind of data$"
+    reads_images = "^vae reads images, but dataset 'three-moons' holds PointDataset: give vae an image dataset, or 'three-moons' a model made for its kind of data$"
     with pytest.raises(TypeError, match=reads_images):
         fit(_vae(), moons, budget=BUDGET, out=out, progress=False)
     assert not out.exists()

@@ -401,8 +401,8 @@ class Disentangler(Model):
 
 def _reads_images(name: str, data: LabelledData) -> str:
     """The refusal of a model of images (named ``name``) to learn from ``data``, which holds something else."""
-    return (f"{name} reads images, but dataset {data.name!r} holds {type(data).__name__}; "
-            "build a model made for that kind of data")
+    return (f"{name} reads images, but dataset {data.name!r} holds {type(data).__name__}: "
+            f"give {name} an image dataset, or {data.name!r} a model made for its kind of data")
 
 
 def check_batch_type(model: Model, batch: object) -> None:
