@@ -207,3 +207,9 @@ def test_pool_workers_end_when_their_parent_is_killed(tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers), "a worker outlived its killed parent"
+
+
+def test_a_refusal_of_the_training_loop_is_said_in_compares_own_flags(fake_styled, tmp_path):
+    (tmp_path / "vae-seed0" / "checkpoint.pt").mkdir(parents=True)  # a checkpoint without its run.json
+    with pytest.raises(RunDirectoryError, match=r"has no run.json .*compare keeps each run in a folder of --runs .*--restart"):
+        compare.run("smoke", tmp_path, ["vae"], progress=False)
