@@ -240,15 +240,26 @@ def convergence(histories: Mapping[str, History], metrics: Mapping[str, str]) ->
     histories
         ``{run name: History}``.
     metrics
-        ``{key of History.last(): column name}``: the metrics that say whether the budget sufficed.
+        ``{key of History.last(): column name}``: the metrics that say whether the budget sufficed. A
+        run that does not record one (a baseline without a specified code) shows None there and is
+        judged on the others.
+
+    Raises
+    ------
+    KeyError
+        If a run records none of ``metrics``.
     """
     rows = {}
     for name, history in histories.items():
-        last, changes = history.last(), {key: history.last_fifth_change(key) for key in metrics}
+        last = history.last()
+        recorded = [key for key in metrics if key in last]
+        if not recorded:
+            raise KeyError(f"the run {name!r} records none of {sorted(metrics)}; it records: {sorted(last)}")
+        changes = {key: history.last_fifth_change(key) for key in recorded}
         row: dict[str, Any] = {"steps": history.steps[-1]}
         for key, column in metrics.items():
-            row[column] = last[key]
-            row[f"{column}: last-fifth change"] = f"{changes[key]:.1%}"
+            row[column] = last.get(key)
+            row[f"{column}: last-fifth change"] = f"{changes[key]:.1%}" if key in changes else None
         row["converged"] = "yes" if max(changes.values()) < CONVERGED else "no"
         rows[name] = row
     return rows

@@ -117,6 +117,12 @@ def test_convergence_reports_each_metric_and_the_two_percent_rule():
     assert rows["moving"]["s accuracy: last-fifth change"] == "11.1%"
     assert rows["moving"]["converged"] == "no"
     assert report.table(rows).loc["moving", "s accuracy"] == "90.0%"
+    baseline = History(steps=[400, 800, 1000], losses=[{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.99}], metrics=[{}, {}, {}])
+    rows = report.convergence({"baseline": baseline}, {"s_accuracy": "s accuracy", "loss": "loss"})
+    assert rows["baseline"]["s accuracy"] is None and rows["baseline"]["s accuracy: last-fifth change"] is None
+    assert rows["baseline"]["converged"] == "yes"  # judged on what it records
+    with pytest.raises(KeyError, match="records none of"):
+        report.convergence({"baseline": baseline}, {"s_accuracy": "s accuracy"})
 
 
 def test_mean_row_averages_each_column():

@@ -489,3 +489,64 @@ def test_the_loop_records_the_gradient_shares_at_every_evaluation():
     for metrics in history.metrics:
         assert metrics["gradient_share_reconstruction"] + metrics["gradient_share_kl"] == pytest.approx(1.0)
     assert all(0.0 <= losses_["reference_stroke_drawn"] <= 1.0 for losses_ in history.losses)
+
+
+@pytest.mark.parametrize("cls", [RbVAE, SRbVAE])
+def test_the_set_classifier_extension_trains_its_own_player_and_pulls_on_z(cls):
+    model = small(cls, set_adversary_weight=10.0, set_adversary_steps=3)
+    batch = batch_of(model)
+    before = [p.detach().clone() for p in model.set_classifier.parameters()]
+    assert model.diagnose(batch)["gradient_share_set_adversarial"] > 0
+    out = model.train_step(batch)
+    assert 0 < out["set_classifier"].item() < 10 and out["set_adversarial"].item() > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.set_classifier.parameters()))  # it learns
+    assert "set_classifier" not in small(cls).optimizers and not hasattr(small(cls), "set_classifier")  # 0: the paper
+
+
+@pytest.mark.parametrize("cls", [RbVAE, SRbVAE])
+def test_the_reference_swap_extension_waits_for_its_start_then_trains_the_encoder_and_generator(cls):
+    model = small(cls, reference_swap_weight=10.0, reference_cycle_weight=1.0, extension_start=2)
+    batch = batch_of(model)
+    assert not {"gradient_share_reference_swap", "gradient_share_reference_cycle"} & set(model.diagnose(batch))
+    model.train_step(batch)
+    model.train_step(batch)
+    shares = model.diagnose(batch)
+    assert shares["gradient_share_reference_swap"] > 0 and shares["gradient_share_reference_cycle"] > 0
+    x, x_reference = model.check_batch(batch)
+    terms = model.reconstruction_terms(x, x_reference, model.posterior_samples(x, x_reference))
+    assert terms["reference_swap"].shape == terms["reference_cycle"].shape == (len(x),)
+    gradient = torch.autograd.grad(terms["reference_swap"][0], [model.reference_code])
+    assert gradient[0].abs().sum() > 0  # the swapped images are decoded from e_r
+
+
+def test_image_mmd_is_zero_for_one_set_and_grows_with_the_difference():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 3, 8, 8, generator=g)
+    assert losses.image_mmd(images, images).item() == pytest.approx(0.0, abs=1e-6)
+    near, far = losses.image_mmd(images, (images + 0.05).clamp(0, 1)), losses.image_mmd(images, torch.zeros_like(images))
+    assert 0 < near.item() < far.item()
+
+
+@pytest.mark.parametrize("setting", [dict(set_adversary_steps=0), dict(extension_start=-1)])
+def test_the_extensions_refuse_impossible_settings(setting):
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        RbVAEConfig(**setting)
+
+
+def test_the_kl_of_z_weight_multiplies_only_the_kl_of_z_of_both_sets():
+    terms = {k: torch.ones(3) for k in ("reconstruction", "kl_e", "kl_z")} | {
+        k: torch.ones(2) for k in ("reference_reconstruction", "reference_kl_z")}
+    assert rbvae_objective_parts(terms, RbVAEConfig())["kl"].item() == pytest.approx(3.0)
+    parts = rbvae_objective_parts(terms, RbVAEConfig(kl_z_weight=4.0))
+    assert parts["kl"].item() == pytest.approx(4.0 + 1.0 + 4.0)  # KL_z, KL_e of the unlabelled images, KL_z of the reference ones
+    assert rbvae_objective(terms, RbVAEConfig(kl_z_weight=4.0)).item() == pytest.approx(sum(parts.values()).item())
+
+
+def test_reference_stroke_is_the_share_of_the_reference_stroke_the_reference_branch_draws():
+    model = small(RbVAE).eval()
+    data = styled_like()
+    reference = data.images[data.labels == 1]
+    drawn = model.reference_stroke(reference)
+    with torch.no_grad():
+        rebuilt = model.decode(model.reference_codes(len(reference)), model.encode(reference).unspecified)
+    assert 0.0 <= drawn <= 1.0 and drawn == pytest.approx(stroke_drawn(rebuilt, reference).mean().item())

@@ -38,7 +38,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Codes, gradient_shares, register
 from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RUIZ_LAPTOP_SYMMETRIC, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
-from dislib.nn import reparameterize
+from dislib.nn import CodeClassifier, reparameterize
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,25 @@ class ReferenceConfig(RuizConfig):
         The target factors are what tells them apart, so a ``z`` whose distribution is the same in
         both sets cannot carry them in the way the reference set shows them (the Variational Fair
         Autoencoder's MMD, Louizos et al. 2016, with the set as the nuisance variable).
+    set_adversary_weight, set_adversary_steps
+        **Extension, not in the paper** (0 = the paper): a classifier ``C(y | mu_z)`` (an MLP on the
+        posterior mean of ``z``, :class:`dislib.nn.CodeClassifier`) learns which set an image came
+        from, ``set_adversary_steps`` updates per step on the step's codes, and the encoders minimise
+        ``set_adversary_weight`` times its cross-entropy to the uniform target
+        (:func:`dislib.losses.uniform_target_cross_entropy`, Zheng & Sun's Eq. 5 with the set as the
+        label): the same aim as ``set_mmd_weight``, through a second player.
+    reference_swap_weight, reference_cycle_weight
+        **Extension, not in the paper** (0 = the paper): the *reference swap*. Each unlabelled
+        image's ``z`` is decoded with ``e_r``, ``x_s = G(z, e_r)``: the image as the reference set
+        would show it. ``reference_swap_weight`` weighs :func:`dislib.losses.image_mmd` between these
+        images and the batch's reference images (they should look like reference images), and
+        ``reference_cycle_weight`` the code NLL ``-log q(z | x_s)`` (``z`` should read back from
+        them). Together they leave ``z`` only what a reference image shows: a ``z`` holding the size
+        would draw the reference image small, or read back full size.
+    extension_start
+        Steps before the set classifier's and the reference swap's terms apply (the set classifier
+        learns from the first step): from the start, the encoders answer them by emptying ``z``,
+        before the reference branch has learnt to draw.
     """
 
     specified_dim: int = 32
@@ -69,6 +88,11 @@ class ReferenceConfig(RuizConfig):
     reconstruction_weight: float = 1.0
     reference_label: int = 1
     set_mmd_weight: float = 0.0
+    set_adversary_weight: float = 0.0
+    set_adversary_steps: int = 5
+    reference_swap_weight: float = 0.0
+    reference_cycle_weight: float = 0.0
+    extension_start: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +101,10 @@ class ReferenceConfig(RuizConfig):
         if not 0 <= self.reference_label < self.num_classes:
             raise ValueError(f"reference_label must be one of the {self.num_classes} labels, "
                              f"got {self.reference_label}")
+        if self.extension_start < 0:
+            raise ValueError(f"extension_start is a number of steps (>= 0), got {self.extension_start}")
+        if self.set_adversary_steps < 1:
+            raise ValueError(f"set_adversary_steps is a number of updates per step (>= 1), got {self.set_adversary_steps}")
 
 
 @dataclass(frozen=True)
@@ -87,9 +115,15 @@ class RbVAEConfig(ReferenceConfig):
     ----------
     kl_weight
         Weight of the KL terms of Eq. 3 (1: the paper's bound).
+    kl_z_weight
+        **Extension, not in the paper** (1 = the paper): a further weight on the KL of ``z`` alone, of
+        both sets. Above 1, a factor costs more nats in ``z`` than in ``e``, so a factor that either
+        code could carry for the unlabelled images (the size, the width) is cheaper in ``e``; the
+        digit, which the reference images can only take from ``z``, stays there.
     """
 
     kl_weight: float = 1.0
+    kl_z_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,15 +145,15 @@ def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict
 
     .. math::
         \underbrace{\mathbb E_{p_u}\big[w_r\,\mathrm{NLL}(x \mid z, e)\big] + \mathbb E_{p_r}\big[w_r\,\mathrm{NLL}(x \mid z, e_r)\big]}_{\text{reconstruction}}
-        + \underbrace{\mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z\big]}_{\text{kl}}
+        + \underbrace{\mathbb E_{p_u}\big[w_{KL}(w_z \mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL} w_z\,\mathrm{KL}_z\big]}_{\text{kl}}
 
-    (both weights 1 is the paper), and the extension's ``set_mmd`` part where
-    ``set_mmd_weight`` is set (:func:`set_mmd_part`).
+    (all weights 1 is the paper; ``w_z`` is the extension's ``kl_z_weight``), and the extensions'
+    parts where their weights are set (:func:`set_mmd_part`).
     """
-    w_rec, w_kl = config.reconstruction_weight, config.kl_weight
+    w_rec, w_kl, w_z = config.reconstruction_weight, config.kl_weight, config.kl_z_weight
     return {
         "reconstruction": w_rec * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
-        "kl": w_kl * ((terms["kl_z"] + terms["kl_e"]).mean() + terms["reference_kl_z"].mean()),
+        "kl": w_kl * ((w_z * terms["kl_z"] + terms["kl_e"]).mean() + w_z * terms["reference_kl_z"].mean()),
         **set_mmd_part(terms, config),
     }
 
@@ -131,28 +165,39 @@ def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
         \mathbb E_{p_u}\big[w_{KL}(\mathrm{KL}_z + \mathrm{KL}_e) + w_r\,\mathrm{NLL}(x \mid z, e)\big]
         + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z + w_r\,\mathrm{NLL}(x \mid z, e_r)\big]
 
-    (:func:`dislib.losses.reference_vae_bound` with weights; both weights 1 is the paper), plus the
-    extension's :func:`set_mmd_part` where it is set: the sum of :func:`rbvae_objective_parts`.
+    (:func:`dislib.losses.reference_vae_bound` with weights; all weights 1 is the paper, ``kl_z_weight``
+    multiplies ``KL_z``), plus the extensions' :func:`set_mmd_part` where they are set: the sum of
+    :func:`rbvae_objective_parts`.
     """
-    w_rec, w_kl = config.reconstruction_weight, config.kl_weight
-    unlabelled = losses.reference_vae_bound(w_rec * terms["reconstruction"], w_kl * terms["kl_z"], w_kl * terms["kl_e"])
-    reference = losses.reference_vae_bound(w_rec * terms["reference_reconstruction"], w_kl * terms["reference_kl_z"])
+    w_rec, w_kl, w_z = config.reconstruction_weight, config.kl_weight, config.kl_z_weight
+    unlabelled = losses.reference_vae_bound(w_rec * terms["reconstruction"], w_kl * w_z * terms["kl_z"], w_kl * terms["kl_e"])
+    reference = losses.reference_vae_bound(w_rec * terms["reference_reconstruction"], w_kl * w_z * terms["reference_kl_z"])
     return unlabelled.mean() + reference.mean() + sum(set_mmd_part(terms, config).values())
 
 
 def set_mmd_part(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[str, Tensor]:
-    r"""The extension's penalty as an objective part, ``{"set_mmd": w * MMD^2}`` with
-    ``w = set_mmd_weight``, or no part where the weight is 0 (the paper):
+    r"""The extensions' penalties as objective parts, each absent where its weight is 0 (the paper):
+    ``{"set_mmd": w * MMD^2}`` with ``w = set_mmd_weight``,
 
     .. math::
         w \, \tfrac12 \sum_{y \in \{0, 1\}} \mathrm{MMD}^2\big(\{\mu_z(x) : y(x) = y\}, \{\mu_z(x)\}\big)
 
     over the posterior means of ``z`` of a batch's unlabelled and reference images
-    (:func:`dislib.losses.class_mmd`).
+    (:func:`dislib.losses.class_mmd`), and ``{"set_adversarial": w' * L_adv}`` with
+    ``w' = set_adversary_weight``, the mean over both sets of
+    :math:`L_{adv} = -\tfrac12 \sum_{y} \log C(y \mid \mu_z(x))`
+    (:func:`dislib.losses.uniform_target_cross_entropy`).
     """
-    if not config.set_mmd_weight:
-        return {}
-    return {"set_mmd": config.set_mmd_weight * terms["set_mmd"].mean()}
+    parts = {}
+    if config.set_mmd_weight:
+        parts["set_mmd"] = config.set_mmd_weight * terms["set_mmd"].mean()
+    if config.set_adversary_weight and "set_adversarial" in terms:
+        parts["set_adversarial"] = config.set_adversary_weight * terms["set_adversarial"].mean()
+    if config.reference_swap_weight and "reference_swap" in terms:
+        parts["reference_swap"] = config.reference_swap_weight * terms["reference_swap"].mean()
+    if config.reference_cycle_weight and "reference_cycle" in terms:
+        parts["reference_cycle"] = config.reference_cycle_weight * terms["reference_cycle"].mean()
+    return parts
 
 
 def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> dict[str, Tensor]:
@@ -222,6 +267,9 @@ class ReferenceVAE(RuizModel):
             [*self.specified_encoder.parameters(), *self.unspecified_encoder.parameters(),
              *self.decoder.parameters(), self.reference_code]
         )
+        if c.set_adversary_weight:
+            self.set_classifier = CodeClassifier(c.unspecified_dim, 2, hidden=64)
+            self.optimizers["set_classifier"] = self.adam(list(self.set_classifier.parameters()))
         self._sets: tuple[Tensor, Tensor, Tensor] | None = None
 
     # the shared interface ----------------------------------------------------------------------
@@ -235,6 +283,14 @@ class ReferenceVAE(RuizModel):
     def reference_codes(self, n: int) -> Tensor:
         """``e_r`` repeated ``n`` times, ``[n, specified_dim]``: the target code of every reference image."""
         return self.reference_code.expand(n, -1)
+
+    @torch.no_grad()
+    def reference_stroke(self, x_reference: Tensor) -> float:
+        """How much of the reference images' stroke the reference branch draws: the mean of
+        :func:`stroke_drawn` over ``x_reference``, each rebuilt from its mean of ``z`` and ``e_r``."""
+        unspecified = self.encode(x_reference).unspecified
+        rebuilt = self.decode(self.reference_codes(len(x_reference)), unspecified)
+        return stroke_drawn(rebuilt, x_reference).mean().item()
 
     def sample(self, unspecified: Tensor) -> Tensor:
         """Conditional synthesis (Sec. 5.4, Fig. 3): ``G(z, e)`` with ``e ~ N(0, I)``, one image per row of ``z``."""
@@ -303,7 +359,9 @@ class ReferenceVAE(RuizModel):
         nats; and ``reference_stroke_drawn``, the fraction of each reference digit's stroke that its
         reconstruction draws (:func:`stroke_drawn`; a number to watch, not a loss); with the
         extension's ``set_mmd_weight``, ``set_mmd``, :func:`dislib.losses.class_mmd` between the
-        means of ``z`` of the two sets (one number, repeated per unlabelled image)."""
+        means of ``z`` of the two sets (one number, repeated per unlabelled image); with
+        ``set_adversary_weight``, ``set_adversarial``, the set classifier's cross-entropy to the
+        uniform target on each image's mean of ``z`` (both sets, unlabelled first)."""
         c = self.config
         e = torch.cat([posterior["e"], self.reference_codes(len(x_reference)).to(posterior["e"].dtype)])
         output = self.decoder_output(e, posterior["z"])
@@ -313,7 +371,30 @@ class ReferenceVAE(RuizModel):
         if c.set_mmd_weight:
             is_reference = torch.arange(len(e), device=e.device) >= len(x)
             terms["set_mmd"] = losses.class_mmd(posterior["mu_z"], is_reference.long()).expand(len(x))
+        if c.set_adversary_weight and self.steps_done >= c.extension_start:
+            terms["set_adversarial"] = losses.uniform_target_cross_entropy(self.set_classifier(posterior["mu_z"]))
+        if (c.reference_swap_weight or c.reference_cycle_weight) and self.steps_done >= c.extension_start:
+            z = posterior["z"][: len(x)]
+            swapped = losses.location(self.decoder_output(self.reference_codes(len(x)).to(z.dtype), z), c.likelihood)
+            terms["reference_swap"] = losses.image_mmd(swapped, x_reference).expand(len(x))
+            mu_z, logvar_z = self.unspecified_encoder(swapped)
+            terms["reference_cycle"] = losses.gaussian_code_nll(z.detach(), mu_z, logvar_z)
         return terms
+
+    def set_adversary_update(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
+        """The extension's second player (``set_adversary_weight``): ``set_adversary_steps`` updates of
+        the set classifier on the current posterior means of ``z`` of the batch, labelled 1 for a
+        reference image; ``{}`` without the extension, else its last loss, ``set_classifier``."""
+        c = self.config
+        if not c.set_adversary_weight:
+            return {}
+        with torch.no_grad(), self.autocast():
+            mu_z = self.unspecified_encoder(torch.cat([x, x_reference]))[0].float()
+        is_reference = (torch.arange(len(mu_z), device=mu_z.device) >= len(x)).long()
+        for _ in range(c.set_adversary_steps):
+            loss = nn.functional.cross_entropy(self.set_classifier(mu_z), is_reference)
+            self.optimizer_step("set_classifier", loss)
+        return {"set_classifier": loss}
 
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """The parts of the encoders' and generator's objective on one batch (scalars that add up to it)."""
@@ -398,8 +479,9 @@ class RbVAE(ReferenceVAE):
             terms = self.bound_terms(x, x_reference)
             objective = rbvae_objective(terms, self.config)
         self.optimizer_step("autoencoder", objective)
+        adversary = self.set_adversary_update(x, x_reference)
         self.steps_done += 1
-        return self.report({**terms, "objective": objective})
+        return self.report({**terms, "objective": objective, **adversary})
 
 
 @register
@@ -498,6 +580,7 @@ class SRbVAE(ReferenceVAE):
             reference_discriminator_loss = losses.density_ratio_loss(*logits.split(len(x_reference))).mean()
         self.optimizer_step("reference_discriminator", reference_discriminator_loss)
 
+        adversary = self.set_adversary_update(x, x_reference)  # the extension's set classifier, where set
         self.steps_done += 1
         return self.report({**terms, "objective": objective, "discriminator": discriminator_loss,
-                            "reference_discriminator": reference_discriminator_loss})
+                            "reference_discriminator": reference_discriminator_loss, **adversary})
