@@ -148,13 +148,13 @@ def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict
         + \underbrace{\mathbb E_{p_u}\big[w_{KL}(w_z \mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL} w_z\,\mathrm{KL}_z\big]}_{\text{kl}}
 
     (all weights 1 is the paper; ``w_z`` is the extension's ``kl_z_weight``), and the extensions'
-    parts where their weights are set (:func:`set_mmd_part`).
+    parts where their weights are set (:func:`extension_parts`).
     """
     w_rec, w_kl, w_z = config.reconstruction_weight, config.kl_weight, config.kl_z_weight
     return {
         "reconstruction": w_rec * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
         "kl": w_kl * ((w_z * terms["kl_z"] + terms["kl_e"]).mean() + w_z * terms["reference_kl_z"].mean()),
-        **set_mmd_part(terms, config),
+        **extension_parts(terms, config),
     }
 
 
@@ -166,16 +166,16 @@ def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
         + \mathbb E_{p_r}\big[w_{KL}\,\mathrm{KL}_z + w_r\,\mathrm{NLL}(x \mid z, e_r)\big]
 
     (:func:`dislib.losses.reference_vae_bound` with weights; all weights 1 is the paper, ``kl_z_weight``
-    multiplies ``KL_z``), plus the extensions' :func:`set_mmd_part` where they are set: the sum of
+    multiplies ``KL_z``), plus the extensions' :func:`extension_parts` where they are set: the sum of
     :func:`rbvae_objective_parts`.
     """
     w_rec, w_kl, w_z = config.reconstruction_weight, config.kl_weight, config.kl_z_weight
     unlabelled = losses.reference_vae_bound(w_rec * terms["reconstruction"], w_kl * w_z * terms["kl_z"], w_kl * terms["kl_e"])
     reference = losses.reference_vae_bound(w_rec * terms["reference_reconstruction"], w_kl * w_z * terms["reference_kl_z"])
-    return unlabelled.mean() + reference.mean() + sum(set_mmd_part(terms, config).values())
+    return unlabelled.mean() + reference.mean() + sum(extension_parts(terms, config).values())
 
 
-def set_mmd_part(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[str, Tensor]:
+def extension_parts(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[str, Tensor]:
     r"""The extensions' penalties as objective parts, each absent where its weight is 0 (the paper):
     ``{"set_mmd": w * MMD^2}`` with ``w = set_mmd_weight``,
 
@@ -213,7 +213,7 @@ def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> di
 
     weighted by ``adversarial_weight``, ``reconstruction_weight`` and ``code_reconstruction_weight``
     (all 1: the paper), and the extension's ``set_mmd`` part where ``set_mmd_weight`` is set
-    (:func:`set_mmd_part`).
+    (:func:`extension_parts`).
     """
     c = config
     return {
@@ -222,7 +222,7 @@ def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> di
         * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
         "code_reconstruction": c.code_reconstruction_weight
         * (terms["code_reconstruction"].mean() + terms["reference_code_reconstruction"].mean()),
-        **set_mmd_part(terms, c),
+        **extension_parts(terms, c),
     }
 
 
