@@ -285,7 +285,8 @@ _PATH_ERRORS = {
     errno.EROFS: "the file system is read-only; give a folder on a writable disk (--out, --runs, DISLIB_CACHE)",
     errno.ENOTDIR: "a file stands where a folder is needed on this path; give a folder (--out, --runs)",
     errno.EEXIST: "a file stands where a folder is needed; give a folder (--out, --runs) or remove the file",
-    errno.EISDIR: "a folder stands where a file is needed (run.json, checkpoint.pt); remove it, or train anew with --restart",
+    errno.EISDIR: "a folder stands where dislib keeps a file (run.json, checkpoint.pt, evaluation.json); move or delete "
+                  "that folder (--restart replaces files, not folders)",
 }
 """What an OSError of these kinds means for a user, and the fix."""
 

@@ -308,6 +308,9 @@ def image_mmd(images: Tensor, other: Tensor, bandwidths: tuple[float, ...] = (0.
     reference swap of :mod:`dislib.models.ruiz`, an extension, compares images decoded from
     ``e_r`` with the reference images through it.
     """
+    if len(images) == 0 or len(other) == 0 or images.shape[1:] != other.shape[1:]:
+        raise ValueError(f"image_mmd compares two non-empty sets of images of one shape, got {tuple(images.shape)} "
+                         f"and {tuple(other.shape)}")
     a, b = (F.avg_pool2d(x, 2).flatten(1) if x.shape[-1] >= 2 else x.flatten(1) for x in (images, other))
     both = torch.cat([a, b])
     squared = torch.cdist(both, both).pow(2)

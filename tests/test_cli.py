@@ -427,3 +427,13 @@ def test_ctrl_c_while_torch_imports_is_one_line_and_status_130(tmp_path):
     assert (process.returncode, out) == (130, "")
     assert err == "interrupted: stopped while starting, before anything was read or written\n"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, flags", [("run.json", []), ("checkpoint.pt", ["--restart"])])
+def test_a_folder_where_a_run_file_belongs_is_named_with_a_fix_restart_cannot_undo(tiny_dataset, tmp_path, capsys, name, flags):
+    (tmp_path / "run" / name).mkdir(parents=True)
+    assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(tmp_path / "run"), *flags]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"error: {tmp_path / 'run' / name}: a folder stands where dislib keeps a file")
+    assert err.endswith("move or delete that folder (--restart replaces files, not folders)\n")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [name]  # nothing written beside it

@@ -550,3 +550,14 @@ def test_reference_stroke_is_the_share_of_the_reference_stroke_the_reference_bra
     with torch.no_grad():
         rebuilt = model.decode(model.reference_codes(len(reference)), model.encode(reference).unspecified)
     assert 0.0 <= drawn <= 1.0 and drawn == pytest.approx(stroke_drawn(rebuilt, reference).mean().item())
+
+
+def test_the_extensions_refuse_bad_input_with_the_fix():
+    with pytest.raises(TypeError, match="set_adversary_steps is a whole number of steps, got '5'"):
+        RbVAEConfig(set_adversary_steps="5")
+    with pytest.raises(ValueError, match="two non-empty sets of images of one shape"):
+        losses.image_mmd(torch.rand(4, 3, 8, 8), torch.rand(4, 3, 16, 16))
+    with pytest.raises(ValueError, match="two non-empty sets"):
+        losses.image_mmd(torch.rand(0, 3, 8, 8), torch.rand(4, 3, 8, 8))
+    with pytest.raises(ValueError, match="at least one reference image"):
+        small(RbVAE).reference_stroke(torch.zeros(0, 3, 16, 16))

@@ -119,6 +119,8 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to ``path.tmp`` beside ``path``, then rename it to ``path``: a reader never sees
     half a file. On any failure (a full disk, Ctrl-C) the temporary file is removed and ``path`` is
     left as it was."""
+    if path.is_dir():  # named here: the rename below would name the temporary file instead
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)

@@ -101,6 +101,10 @@ class ReferenceConfig(RuizConfig):
         if not 0 <= self.reference_label < self.num_classes:
             raise ValueError(f"reference_label must be one of the {self.num_classes} labels, "
                              f"got {self.reference_label}")
+        for name in ("set_adversary_steps", "extension_start"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} is a whole number of steps, got {value!r} ({type(value).__name__})")
         if self.extension_start < 0:
             raise ValueError(f"extension_start is a number of steps (>= 0), got {self.extension_start}")
         if self.set_adversary_steps < 1:
@@ -288,6 +292,9 @@ class ReferenceVAE(RuizModel):
     def reference_stroke(self, x_reference: Tensor) -> float:
         """How much of the reference images' stroke the reference branch draws: the mean of
         :func:`stroke_drawn` over ``x_reference``, each rebuilt from its mean of ``z`` and ``e_r``."""
+        if len(x_reference) == 0:
+            raise ValueError("reference_stroke needs at least one reference image, got none: pass the reference "
+                             "set's images, e.g. data.images[data.labels == 1]")
         unspecified = self.encode(x_reference).unspecified
         rebuilt = self.decode(self.reference_codes(len(x_reference)), unspecified)
         return stroke_drawn(rebuilt, x_reference).mean().item()
