@@ -417,8 +417,10 @@ def _maps(pid: int) -> str:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_while_torch_imports_is_one_line_and_status_130(tmp_path):
     command = [sys.executable, "-m", "dislib", "train", "vae", "--dataset", "mnist", "--out", str(tmp_path / "run")]
+    # A shell's background job ignores SIGINT and its children inherit that (Python then installs no
+    # handler): restore the default, as a terminal's Ctrl-C finds it.
     process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while "libtorch" not in _maps(process.pid) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
