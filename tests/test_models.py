@@ -1,6 +1,7 @@
 """VAE, conditional VAE, DCGAN and conditional GAN (and their names as Zheng & Sun's baselines): shapes,
 one step of learning, bad input."""
 
+import dataclasses
 import math
 import re
 
@@ -162,3 +163,14 @@ def test_every_models_step_names_a_batch_that_is_not_the_dict_of_make_batch(name
         with pytest.raises(TypeError, match=f"^{re.escape(fix + got)}: build the batch with make_batch$"):
             model.train_step(batch)
     assert int(model.steps_done) == 0 and all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_config_names_a_setting_of_the_wrong_kind_before_its_own_checks(name):
+    config = MODELS[name].Config
+    with pytest.raises(TypeError, match=rf"{config.__name__}.image_size takes a whole number, got '32' \(str\)"):
+        config(image_size="32")
+    with pytest.raises(TypeError, match=rf"{config.__name__}.num_classes takes a whole number, got True \(bool\)"):
+        config(num_classes=True)
+    assert config(**{f.name: list(getattr(config(), f.name)) for f in dataclasses.fields(config)
+                     if isinstance(getattr(config(), f.name), tuple)}) is not None  # JSON's lists count as tuples

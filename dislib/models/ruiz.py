@@ -101,10 +101,6 @@ class ReferenceConfig(RuizConfig):
         if not 0 <= self.reference_label < self.num_classes:
             raise ValueError(f"reference_label must be one of the {self.num_classes} labels, "
                              f"got {self.reference_label}")
-        for name in ("set_adversary_steps", "extension_start"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} is a whole number of steps, got {value!r} ({type(value).__name__})")
         if self.extension_start < 0:
             raise ValueError(f"extension_start is a number of steps (>= 0), got {self.extension_start}")
         if self.set_adversary_steps < 1:

@@ -74,13 +74,57 @@ TOY_NETWORKS = dict(widths=(32, 64, 64), discriminator_widths=(32, 64, 64), disc
 64 and 64 hidden units (no fc 512 in ``D``), and a reconstruction std of 0.1, the noise of the data (ours)."""
 
 
+_KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def check_types(config: Any) -> None:
+    """Raise a TypeError naming the field for a setting of the wrong kind: a whole number, a number, a
+    string, a flag, a tuple (a list, as JSON holds it, counts), or ``None`` where the field allows it."""
+    for f in dataclasses.fields(config):
+        kind, value = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)), getattr(config, f.name)
+        optional = kind.endswith(" | None")
+        kind = kind.removesuffix(" | None")
+        if value is None and optional:
+            continue
+        if kind.startswith("tuple"):
+            ok, wanted = isinstance(value, (tuple, list)), "a tuple"
+        elif kind in _KINDS:
+            ok = isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool))
+            wanted = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "True or False"}[kind]
+        else:
+            continue
+        if not ok:
+            raise TypeError(f"{type(config).__name__}.{f.name} takes {wanted}{' or None' if optional else ''}, "
+                            f"got {value!r} ({type(value).__name__})")
+
+
 @dataclass(frozen=True)
 class ImageConfig:
-    """Fields every model config starts with: the shape of the images and the class count."""
+    """Fields every model config starts with: the shape of the images and the class count.
+
+    Every config's own checks (its ``__post_init__``) run after :func:`check_types`, so that a
+    setting of the wrong kind is named before a comparison on it fails.
+    """
 
     image_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None:
+            return
+
+        @functools.wraps(own)
+        def checked(self: Any) -> None:
+            check_types(self)
+            own(self)
+
+        cls.__post_init__ = checked
 
 
 def reads_points(config: Any) -> bool:
