@@ -40,6 +40,7 @@ _SAME_ON_RESUME = ("model", "dataset", "data_options", "seed", "budget", "mode")
 _BEFORE_MODES = "eager"  # what a run.json written before the fast path existed trained in
 _CHECKPOINT_KEYS = {"model", "config", "weights", "optimizers", "step", "history", "rng"}
 _RESTART = "train again with --restart (resume=False)"
+_FOLDER = "move or delete that folder (--restart replaces files, not folders)"
 CONVERGED = 0.02
 """A run has converged for a metric when the metric moved less than this fraction of its final
 value over the last fifth of the run (:meth:`History.last_fifth_change`)."""
@@ -439,7 +440,7 @@ def _save(path: Path, model: Model, step: int, history: History, interval: dict[
 def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     """The checkpoint at ``path``; a :class:`RunDirectoryError` naming the file if it is damaged."""
     if path.is_dir():
-        raise RunDirectoryError(f"{path} is a folder, where dislib keeps the checkpoint file: move it away, or {_RESTART}")
+        raise RunDirectoryError(f"{path} is a folder, where dislib keeps the checkpoint file: {_FOLDER}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except PermissionError:
@@ -455,9 +456,10 @@ def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, 
 
 def read_json(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """The JSON object in ``path``, which holds at least ``keys``; a :class:`RunDirectoryError` naming the
-    file, why it is damaged (a folder, empty, not JSON, not such an object) and ``fix`` otherwise."""
+    file, why it is damaged (empty, not JSON, not such an object) and ``fix`` otherwise, or that it is a
+    folder and how to clear it."""
     if path.is_dir():
-        raise RunDirectoryError(f"{path} is a folder, where dislib keeps a JSON file: {fix}")
+        raise RunDirectoryError(f"{path} is a folder, where dislib keeps a JSON file: {_FOLDER}")
     try:
         value = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -140,3 +140,12 @@ def test_a_file_given_as_the_run_directory_is_refused_by_name(tmp_path):
     with pytest.raises(RunDirectoryError, match="notes.txt is a file: give a folder"):
         _train(afile)
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", [CHECKPOINT, RUN])
+def test_a_folder_where_a_run_file_belongs_is_named_with_a_fix_that_works(finished, name):
+    (finished / name).unlink()
+    (finished / name).mkdir()
+    with pytest.raises(RunDirectoryError, match=rf"{name} is a folder, where dislib keeps .*: move or delete that folder "
+                                                r"\(--restart replaces files, not folders\)$"):
+        load_model(finished)

@@ -212,7 +212,7 @@ def srbvae_objective_parts(terms: dict[str, Tensor], config: SRbVAEConfig) -> di
         - \mathbb E \log q(\hat z_r \mid \hat x_r)}_{\text{code reconstruction (Eq. 10)}}
 
     weighted by ``adversarial_weight``, ``reconstruction_weight`` and ``code_reconstruction_weight``
-    (all 1: the paper), and the extension's ``set_mmd`` part where ``set_mmd_weight`` is set
+    (all 1: the paper), and the extensions' parts where their weights are set
     (:func:`extension_parts`).
     """
     c = config
