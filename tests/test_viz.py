@@ -337,3 +337,17 @@ def test_gradient_shares_are_stacked_per_run_and_refused_without_them():
     assert [t.get_text() for t in drawn[0].get_legend().get_texts()] == ["reconstruction", "adversarial"]
     with pytest.raises(ValueError, match="no gradient shares"):
         viz.plot_gradient_shares({"vae": History(steps=[10], losses=[{}], metrics=[{"test_kl_z": 1.0}])})
+
+
+def test_plot_split_puts_one_marker_per_run_and_names_a_missing_column():
+    rows = {"Rb-VAE": {"MAE from e": 0.08, "z / chance": 0.7, "scale z / chance": 0.4, "KL of z (nats)": 108.0},
+            "Rb-VAE + set classifier (ext.)": {"MAE from e": 0.06, "z / chance": 0.69, "scale z / chance": 0.39,
+                                               "KL of z (nats)": 0.04}}
+    figure = viz.plot_split(rows)
+    left, right = figure.axes
+    assert [line.get_marker() for line in left.lines if line.get_label() in rows] == ["s", "o"]
+    assert right.lines[1].get_xdata()[0] == 0.04 and right.get_xscale() == "symlog"
+    with pytest.raises(KeyError, match="lacks \\['KL of z \\(nats\\)'\\]"):
+        viz.plot_split({"x": {"MAE from e": 0.1, "z / chance": 0.5, "scale z / chance": 0.5}})
+    with pytest.raises(ValueError, match="rows is empty"):
+        viz.plot_split({})

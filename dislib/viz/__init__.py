@@ -24,7 +24,7 @@ Each module draws one kind of picture; every name is also here, as ``dislib.viz.
   ``every_label``, ``code_slider``).
 - :mod:`~dislib.viz.histories`: training curves (``plot_history``), the adversary's lag
   (``plot_adversary_lag``), gradient shares (``plot_gradient_shares``).
-- :mod:`~dislib.viz.tradeoff`: a sweep's leak trade-off (``plot_tradeoff``).
+- :mod:`~dislib.viz.tradeoff`: a sweep's leak trade-off (``plot_tradeoff``), a reference-based split (``plot_split``).
 - ``_common``: what they share (checks of image tensors, the model calls, a table of images).
 """
 
@@ -37,7 +37,7 @@ from dislib.viz.histories import plot_adversary_lag, plot_gradient_shares, plot_
 from dislib.viz.latents import DecodeFn, latent_manifold, latent_scatter, latent_slider, unspecified_decoder
 from dislib.viz.retrieval import nearest_neighbours, retrieval_figure
 from dislib.viz.sliders import FrameFn, SliderPanel, SliderRange, code_slider, every_label, side_by_side
-from dislib.viz.tradeoff import plot_tradeoff
+from dislib.viz.tradeoff import plot_split, plot_tradeoff
 
 __all__ = [
     "CELL_INCHES", "HEADER_GAP", "DecodeFn", "FrameFn",
@@ -47,5 +47,5 @@ __all__ = [
     "unspecified_decoder", "latent_scatter", "latent_manifold", "latent_slider",
     "SliderRange", "SliderPanel", "side_by_side", "every_label", "code_slider",
     "plot_history", "plot_adversary_lag", "plot_gradient_shares",
-    "plot_tradeoff",
+    "plot_split", "plot_tradeoff",
 ]

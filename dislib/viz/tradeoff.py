@@ -49,3 +49,39 @@ def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     axes[1].legend(fontsize=9, loc="lower right")
     plt.close(fig)
     return fig
+
+
+def plot_split(rows: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Where each reference-based run lands on Table 1's split, one marker per run.
+
+    ``rows`` maps a run's label to its ``"MAE from e"``, ``"z / chance"``, ``"scale z / chance"`` and
+    ``"KL of z (nats)"`` (the Ruiz chapter's levers table). Left: how much of the style ``z`` reads
+    (1: none, the paper's "at chance") against how well ``e`` reads it (lower is better); right: the
+    size read from ``z`` against what ``z`` carries, so that an empty ``z`` shows as one. Labels
+    ending in "(ext.)" are extensions (circles); the others squares.
+    """
+    needed = ("MAE from e", "z / chance", "scale z / chance", "KL of z (nats)")
+    for label, row in rows.items():
+        missing = [k for k in needed if k not in row]
+        if missing:
+            raise KeyError(f"the run {label!r} lacks {missing}: give each run the columns {list(needed)}")
+    if not rows:
+        raise ValueError("no runs to plot: rows is empty")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    panels = (("MAE from e", "z / chance", "style MAE from e (range units; lower: e reads it better)",
+               "style error from z / chance (1: z knows none of it)"),
+              ("KL of z (nats)", "scale z / chance", "KL of z (nats, log scale)", "size error from z / chance"))
+    for ax, (x_key, y_key, x_label, y_label) in zip(axes, panels):
+        for i, (label, row) in enumerate(rows.items()):
+            ax.plot(row[x_key], row[y_key], marker="o" if label.endswith("(ext.)") else "s", markersize=8,
+                    color=plt.cm.tab20(i % 20), linestyle="none", label=label)
+        ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(x_label, fontsize=10)
+        ax.set_ylabel(y_label, fontsize=10)
+        ax.set_ylim(0.0, 1.05)
+        ax.grid(alpha=0.3)
+    axes[1].set_xscale("symlog", linthresh=1.0)
+    axes[1].xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+    plt.close(fig)
+    return fig
