@@ -70,7 +70,7 @@ def plot_split(rows: Mapping[str, Mapping[str, float]]) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     panels = (("MAE from e", "z / chance", "style MAE from e (range units; lower: e reads it better)",
                "style error from z / chance (1: z knows none of it)"),
-              ("KL of z (nats)", "scale z / chance", "KL of z (nats, log scale)", "size error from z / chance"))
+              ("KL of z (nats)", "scale z / chance", "KL of z (nats; log scale above 1)", "size error from z / chance"))
     for ax, (x_key, y_key, x_label, y_label) in zip(axes, panels):
         for i, (label, row) in enumerate(rows.items()):
             ax.plot(row[x_key], row[y_key], marker="o" if label.endswith("(ext.)") else "s", markersize=8,
@@ -81,6 +81,7 @@ def plot_split(rows: Mapping[str, Mapping[str, float]]) -> Figure:
         ax.set_ylim(0.0, 1.05)
         ax.grid(alpha=0.3)
     axes[1].set_xscale("symlog", linthresh=1.0)
+    axes[1].set_xlim(0.0, 2.0 * max(row["KL of z (nats)"] for row in rows.values()))
     axes[1].xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     plt.close(fig)
