@@ -374,9 +374,11 @@ class ReferenceVAE(RuizModel):
         if c.set_mmd_weight:
             is_reference = torch.arange(len(e), device=e.device) >= len(x)
             terms["set_mmd"] = losses.class_mmd(posterior["mu_z"], is_reference.long()).expand(len(x))
-        if c.set_adversary_weight and self.steps_done >= c.extension_start:
+        extending = (c.set_adversary_weight or c.reference_swap_weight or c.reference_cycle_weight) and bool(
+            self.steps_done >= c.extension_start)  # one read of the step counter (a device sync on a GPU)
+        if extending and c.set_adversary_weight:
             terms["set_adversarial"] = losses.uniform_target_cross_entropy(self.set_classifier(posterior["mu_z"]))
-        if (c.reference_swap_weight or c.reference_cycle_weight) and self.steps_done >= c.extension_start:
+        if extending and (c.reference_swap_weight or c.reference_cycle_weight):
             z = posterior["z"][: len(x)]
             swapped = losses.location(self.decoder_output(self.reference_codes(len(x)).to(z.dtype), z), c.likelihood)
             terms["reference_swap"] = losses.image_mmd(swapped, x_reference).expand(len(x))
