@@ -158,9 +158,11 @@ def bench(args: argparse.Namespace) -> dict:
 
 def compare(args: argparse.Namespace) -> dict:
     """Every method of the book on ``styled-mnist`` under one protocol (:mod:`dislib.compare`): trains
-    or reuses (``--restart``: trains anew) the runs in ``--runs``, writes ``compare.json`` and
-    ``compare.html`` there, and returns the mean of each number over the seeds, per method."""
-    summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs, restart=args.restart)
+    or reuses (``--restart``: trains anew) the runs in ``--runs`` and their results in ``--results``,
+    writes ``compare.json`` and ``compare.html`` in ``--runs``, and returns the mean of each number
+    over the seeds, per method."""
+    summary = comparison.run(args.budget, args.runs, args.method or None, args.device, args.jobs, restart=args.restart,
+                             results=args.results)
     return {"table": str(Path(args.runs) / "compare.html"), "json": str(Path(args.runs) / "compare.json"),
             "protocol": summary["protocol"], "means": {name: m["mean"] for name, m in summary["methods"].items()}}
 
@@ -219,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the dataset every method can learn from (only styled-mnist)")
     c.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
     c.add_argument("--runs", default="runs/compare", help="folder of the run directories and the table")
+    c.add_argument("--results", default=None,
+                   help="folder of the small result files, one per run, which a later compare reuses without "
+                        "training (default: RUNS/results)")
     c.add_argument("--method", action="append", default=[], choices=[m.key for m in comparison.METHODS],
                    help="only this method (repeatable; default: all)")
     c.add_argument("--jobs", type=_at_least(1), default=None,

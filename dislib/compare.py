@@ -2,25 +2,33 @@
 
 Every method trains on ``styled-mnist`` (Ruiz et al. 2019) with the supervision its paper allows
 (:data:`METHODS`), for the same wall-clock time, with several seeds; then each is measured the same
-way on the test split (its first half fits the probes and regressors, the second tests them):
+way: probes and regressors are fitted on the codes of 10,000 training images that are not references
+and tested on the 10,000 test images.
 
 * for the code meant to carry the digit and the code meant to carry the style (``s`` and ``z``
   for the label-based models, ``z`` and ``e`` for the reference-based ones, the one code of the
-  unsupervised baselines as their style code): the digit accuracy of an MLP probe
-  (:func:`dislib.evaluate.probe`), the mean absolute error of linear regressors on the five style
-  factors (:func:`dislib.evaluate.regress`, chance 0.159) and the code's KL to ``N(0, I)`` in nats;
+  unsupervised baselines as their style code): the digit accuracy of an MLP and a linear probe
+  (:func:`dislib.evaluate.probe`) on the code's means (and, for a Gaussian style code, on a sample),
+  the mean absolute error of linear regressors on the five style factors
+  (:func:`dislib.evaluate.regress`, chance 0.159) and the code's KL to ``N(0, I)`` in nats;
 * the swap ratio of the style code (:func:`dislib.evaluate.swap_ratio`): how much worse an image
   is rebuilt with the style code of another image of the same digit;
-* DCI (:func:`dislib.dci.dci`) of the whole representation on the style factors;
-* the steps reached, the seconds and the training images per second.
+* one likelihood for every model (:func:`shared_nll`), DCI (:func:`dislib.dci.dci`) of the whole
+  representation on the style factors, the steps reached, the seconds and the images per second;
+* whether the budget sufficed (:func:`convergence`): during training every run is evaluated
+  ``evaluations`` times (quick probes and regressors on 2,000 test images, whose time the budget
+  does not count), and the last fifth of that history says how much the style code still moved.
 
-Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``);
-a finished run is reused, an unfinished one resumed, unless ``restart`` (``--restart``) trains each anew.
+Each run trains in ``RUNS/KEY-seedN`` (the training loop's run directory) and its measurement is
+written to ``RESULTS/KEY-seedN.json``, a small file meant to be committed: a result that matches the
+protocol, the budget and the method is reused without training, an unfinished run is resumed, and
+``restart`` (``--restart``) trains and measures each anew.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -32,8 +40,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -42,13 +48,15 @@ from dislib import data, losses, settings
 from dislib.data.base import ImageDataset
 from dislib.dci import dci
 from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
-from dislib.models import MODELS, Budget, Disentangler
-from dislib.report import table
-from dislib.train import METRICS, RUN, RunDirectoryError, fit, load_model, read_json, read_run, write_json
+from dislib.models import MODELS, Budget, Codes, Disentangler
+from dislib.compare_table import spread, summary_table
+from dislib.train import (CONVERGED, METRICS, RUN, History, RunDirectoryError, fit, load_model, read_json, read_run,
+                          write_json)
 
 DATASET = "styled-mnist"
-EVALUATION = "evaluation.json"
-PROTOCOL_VERSION = 1  # bump when a measurement changes: stored evaluations of another version are redone
+PROTOCOL_VERSION = 2  # bump when a measurement changes: stored results of another version are redone
+SHARED_SCALE = 0.1
+"""The standard deviation of the one Gaussian likelihood every model is scored under (:func:`shared_nll`)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,10 @@ class CompareBudget:
     """The time every run trains, the seeds, and the images of the evaluation.
 
     ``threads`` is each run's CPU threads and ``jobs`` how many runs train at once (on a machine of
-    ``threads x jobs`` cores); ``test_size`` test images are split in halves to fit and test the
-    probes, ``dci_size`` of each half feed the random forests of DCI.
+    ``threads x jobs`` cores). The probes and regressors are fitted on the codes of ``probe_size``
+    training images that are not references and tested on ``test_size`` test images; ``dci_size``
+    of each feed the random forests of DCI. During training each run is evaluated ``evaluations``
+    times, evenly in its training time, on ``eval_size`` test images (quick probes).
     """
 
     seconds: float
@@ -124,11 +134,15 @@ class CompareBudget:
     train_size: int | None = None
     threads: int = 1
     jobs: int = 2
+    probe_size: int = 10_000
+    eval_size: int = 2_000
+    evaluations: int = 10
 
 
 BUDGETS = {
     "full": CompareBudget(seconds=150.0, seeds=(0, 1, 2), test_size=10_000, dci_size=2_500),
-    "smoke": CompareBudget(seconds=1.0, seeds=(0,), test_size=400, dci_size=200, train_size=1_024, jobs=1),
+    "smoke": CompareBudget(seconds=1.0, seeds=(0,), test_size=400, dci_size=200, train_size=1_024, jobs=1,
+                           probe_size=400, eval_size=200, evaluations=4),
 }
 
 
@@ -156,25 +170,64 @@ def run(
     jobs: int | None = None,
     progress: bool = True,
     restart: bool = False,
+    results: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or reuse) every run of ``methods`` under the named budget and evaluate each; write
-    ``compare.json`` and ``compare.html`` in ``runs`` and return what ``compare.json`` holds. With
-    ``restart``, each run trains from scratch and is measured anew, replacing what its directory holds."""
+    """Train (or reuse) every run of ``methods`` under the named budget and measure each; write one
+    result file per run in ``results`` (default ``RUNS/results``), ``compare.json`` and ``compare.html``
+    in ``runs``, and return what ``compare.json`` holds (:func:`summarise`). With ``restart``, each run
+    trains from scratch and is measured anew, replacing its run directory and its result file."""
     plan, chosen, folder = BUDGETS[settings.budget(budget)], methods_named(methods), Path(runs)
-    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / "results" if results is None else Path(results)
+    for path in (folder, kept):
+        if path.exists() and not path.is_dir():
+            raise RunDirectoryError(f"{path} is a file, where compare keeps a folder: give --runs and --results "
+                                    "folders, or move that file")
+        path.mkdir(parents=True, exist_ok=True)
     tasks = [(method, seed) for method in chosen for seed in plan.seeds]
-    args = [(method, seed, plan, folder, device, restart) for method, seed in tasks]
-    results = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc="compare")
-    by_method = {m.name: [r for (method, _), r in zip(tasks, results) if method == m] for m in chosen}
-    summary = {
-        "dataset": DATASET, "budget": settings.budget(budget), "protocol": asdict(plan),
-        "methods": {m.name: {"key": m.key, "model": m.model, "supervision": m.supervision,
-                             "preset": m.preset or DATASET, "settings": m.settings,
-                             "runs": by_method[m.name], **spread(by_method[m.name])} for m in chosen},
-    }
+    args = [(method, seed, plan, folder, kept, device, restart) for method, seed in tasks]
+    found = map_runs(_run_one, args, plan.jobs if jobs is None else jobs, plan.threads, progress, desc="compare")
+    summary = summarise(found, settings.budget(budget), plan)
     write_json(folder / "compare.json", summary)
     (folder / "compare.html").write_text(summary_table(summary).to_html())
     return summary
+
+
+def summarise(found: list[dict[str, Any]], budget: str, plan: CompareBudget) -> dict[str, Any]:
+    """``compare.json``: the protocol, and per method (in :data:`METHODS`' order) what it is, its runs'
+    results and their :func:`spread` over the seeds."""
+    names = {m.key: m for m in METHODS}
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for result in found:
+        by_key.setdefault(result["method"]["key"], []).append(result)
+    chosen = [m for m in METHODS if m.key in by_key]
+    unknown = sorted(set(by_key) - set(names))
+    if unknown:
+        raise ValueError(f"results of methods compare does not know: {unknown}; the methods are {', '.join(names)}")
+    return {
+        "dataset": DATASET, "budget": budget, "protocol": asdict(plan), "protocol_version": PROTOCOL_VERSION,
+        "methods": {m.name: {"key": m.key, "model": m.model, "supervision": m.supervision,
+                             "preset": m.preset or DATASET, "settings": m.settings,
+                             "runs": sorted(by_key[m.key], key=lambda r: r["seed"]), **spread(by_key[m.key])}
+                    for m in chosen},
+    }
+
+
+def load_results(folder: str | Path, budget: str = "full") -> dict[str, Any]:
+    """:func:`summarise` of the result files in ``folder`` (``KEY-seedN.json``) that match today's
+    protocol and the named budget, without training anything: how the chapter reads committed results.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` holds no such result (with the command that writes them).
+    """
+    plan, path = BUDGETS[budget], Path(folder)
+    found = [stored_result(f) for f in sorted(path.glob("*-seed*.json"))] if path.is_dir() else []
+    matching = [r for r in found if r.get("protocol_version") == PROTOCOL_VERSION and r.get("budget") == _trained_for(plan)]
+    if not matching:
+        raise FileNotFoundError(f"no result of the {budget} budget (protocol {PROTOCOL_VERSION}) in {path}: write them "
+                                f"with python -m dislib compare --budget {budget} --results {path}")
+    return summarise(matching, budget, plan)
 
 
 def map_runs(function: Callable[..., dict], args: list[tuple], jobs: int, threads: int, progress: bool, desc: str) -> list[dict]:
@@ -210,71 +263,130 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
-def stored_evaluation(path: Path) -> dict[str, Any]:
-    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none (the caller then
+def stored_result(path: Path) -> dict[str, Any]:
+    """A run's stored result (``RESULTS/KEY-seedN.json``), or ``{}`` where there is none (the caller then
     measures the run); a :class:`RunDirectoryError` naming the file when it is damaged."""
     if not path.exists():
         return {}
     return read_json(path, "delete it to measure the run again (its training is kept)")
 
 
-def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None, restart: bool) -> dict:
-    """Train (or resume, or reuse; with ``restart``, train anew) one run and evaluate it; the evaluation
-    is kept in its directory."""
-    out = folder / f"{method.key}-seed{seed}"
-    stored = {} if restart else stored_evaluation(out / EVALUATION)
-    trained_for = {"seconds": plan.seconds, "train_size": plan.train_size}
-    if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("budget")) == (
-        PROTOCOL_VERSION, seed, trained_for
-    ):
+def _trained_for(plan: CompareBudget) -> dict[str, Any]:
+    return {"seconds": plan.seconds, "train_size": plan.train_size}
+
+
+def _about(method: Method) -> dict[str, Any]:
+    return {"name": method.name, "key": method.key, "model": method.model, "preset": method.preset or DATASET,
+            "label": method.label, "settings": json.loads(json.dumps(method.settings))}
+
+
+def _run_one(method: Method, seed: int, plan: CompareBudget, folder: Path, results: Path, device: str | None,
+             restart: bool) -> dict:
+    """Reuse the run's result when it matches; else train (or resume; with ``restart``, train anew) and
+    measure it, and write its result file."""
+    path = results / f"{method.key}-seed{seed}.json"
+    stored = {} if restart else stored_result(path)
+    if [stored.get(k) for k in ("protocol_version", "seed", "budget", "method")] == [
+            PROTOCOL_VERSION, seed, _trained_for(plan), _about(method)]:
         return stored
+    model, history, trained = trained_model(method, seed, plan, folder, device, restart)
+    train = data.load(DATASET, "train", label="digit")
+    references = data.load(DATASET, "train", label="set").labels == 1
+    fit_set = train.subset(torch.nonzero(~references).squeeze(1)[: plan.probe_size])
+    test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))
+    seconds = trained["seconds"] - trained.get("eval_seconds", 0.0)
+    result = {"protocol_version": PROTOCOL_VERSION, "method": _about(method), "seed": seed,
+              "budget": _trained_for(plan), **measure(model, method, fit_set, test, plan.dci_size, seed),
+              "steps": trained["steps"], "seconds": round(seconds, 1), "threads": trained["threads"],
+              "device": trained["device"], "torch": torch.__version__,
+              "images_per_second": trained["steps"] * model.budget("full").batch_size / max(seconds, 1e-9),
+              "converged": convergence(history, method), "history": headline_history(history, method)}
+    write_json(path, result)
+    return result
+
+
+def trained_model(method: Method, seed: int, plan: CompareBudget, folder: Path, device: str | None = None,
+                  restart: bool = False) -> tuple[Disentangler, History, dict[str, Any]]:
+    """The method's model of ``seed`` trained under ``plan`` in ``FOLDER/KEY-seedN``: a finished run is
+    loaded, an unfinished one resumed, a missing one trained (``restart``: trained anew). Returns the
+    model, its history and its ``metrics.json``."""
+    out = folder / f"{method.key}-seed{seed}"
     train = data.load(DATASET, "train", label=method.label)
     settings.seed_everything(seed)
     model = build(method, train)
     steps = Budget(steps=10**9, batch_size=model.budget("full").batch_size, eval_every=10**9,
-                   train_size=plan.train_size, seconds=plan.seconds)
+                   train_size=plan.train_size, seconds=plan.seconds, eval_size=plan.eval_size)
     if not restart and (out / RUN).exists() and read_run(out).get("budget") != asdict(steps):
         raise RunDirectoryError(f"{out} holds a run of another budget than this one ({plan.seconds:g} s on "
                                 f"{plan.train_size or 'all'} training images): compare reuses only runs of its own budget; "
                                 "give --runs another folder (one per budget), delete that run, or replace it "
                                 "with --restart")
+    watch = data.load(DATASET, "test", label="digit")
     try:
-        fit(model, train, None, budget=steps, seed=seed, out=out, device=device, progress=False,
-            data_options={"label": method.label}, resume=not restart)
+        history = fit(model, train, watch, budget=steps, seed=seed, out=out, device=device, progress=False,
+                      data_options={"label": method.label}, resume=not restart,
+                      eval_seconds=plan.seconds / plan.evaluations)
     except RunDirectoryError as error:
         raise RunDirectoryError(f"{error}. compare keeps each run in a folder of --runs (here {out}): give --runs "
                                 "another folder, delete that run, or replace it with --restart") from error
-    trained = json.loads((out / METRICS).read_text())
-    model = load_model(out, device)
-    test = data.load(DATASET, "test", label="digit").subset(slice(0, plan.test_size))
-    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "budget": trained_for,
-              **measure(model, method, test, plan.dci_size, seed),
-              **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
-              "images_per_second": trained["steps"] * steps.batch_size / max(trained["seconds"], 1e-9)}
-    write_json(out / EVALUATION, result)
-    return result
+    return load_model(out, device), history, json.loads((out / METRICS).read_text())
 
 
-def measure(model: Disentangler, method: Method, test: ImageDataset, dci_size: int, seed: int = 0) -> dict[str, float]:
+def style_metric(method: Method) -> str:
+    """The key of the quick evaluation that the convergence of ``method`` is judged on: the style MAE of
+    its style code (:func:`dislib.evaluate.quick_regression`), which every method records."""
+    return f"{'s' if method.style_code == 'specified' else 'z'}_factor_mae"
+
+
+def headline_history(history: History, method: Method) -> dict[str, list[float]]:
+    """The quick evaluations a chapter plots: steps, the style code's style MAE and, for a model of two
+    codes, the digit accuracy of the quick probe on each code (``s_accuracy``, ``z_accuracy``)."""
+    keys = [style_metric(method), "s_accuracy", "z_accuracy", "chance_accuracy"]
+    rows = history.metrics
+    return {"steps": list(history.steps), **{k: [row[k] for row in rows] for k in keys if rows and all(k in row for row in rows)}}
+
+
+def convergence(history: History, method: Method) -> dict[str, Any]:
+    """``{"metric", "last_fifth_change", "converged"}``: how much the style code's style MAE moved over
+    the last fifth of the run (:meth:`History.last_fifth_change`) and whether that is below
+    :data:`dislib.train.CONVERGED`; a change of None where the run has too few evaluations to say."""
+    metric = style_metric(method)
+    try:
+        change = history.last_fifth_change(metric)
+    except ValueError:
+        return {"metric": metric, "last_fifth_change": None, "converged": False}
+    return {"metric": metric, "last_fifth_change": change, "converged": change < CONVERGED}
+
+
+def measure(model: Disentangler, method: Method, fit_set: ImageDataset, test: ImageDataset, dci_size: int,
+            seed: int = 0) -> dict[str, float]:
     """The protocol's numbers for one trained model (see the module): ``{digit,style}_code_*``,
-    ``swap_ratio``, ``dci_*`` and ``chance_accuracy``; a code the model lacks gives none."""
-    half = len(test) // 2
-    fit_set, test_set = test.subset(slice(0, half)), test.subset(slice(half, 2 * half))
-    codes = {"fit": encode_dataset(model, fit_set), "test": encode_dataset(model, test_set)}
-    digits = {"fit": fit_set.labels.cpu(), "test": test_set.labels.cpu()}
-    factors = {"fit": fit_set.factors.cpu(), "test": test_set.factors.cpu()}
+    ``swap_ratio``, ``shared_nll``, ``dci_*`` and ``chance_accuracy``; a code the model lacks gives none.
+    Probes and regressors are fitted on ``fit_set`` and tested on ``test``."""
+    codes = {"fit": encode_dataset(model, fit_set), "test": encode_dataset(model, test)}
+    digits = {"fit": fit_set.labels.cpu(), "test": test.labels.cpu()}
+    factors = {"fit": fit_set.factors.cpu(), "test": test.factors.cpu()}
+    generator = torch.Generator().manual_seed(seed)
     out = {"chance_accuracy": float((digits["test"] == digits["fit"].bincount().argmax()).float().mean())}
     for role, which in (("digit_code", method.digit_code), ("style_code", method.style_code)):
         if which is None:
             continue
-        fit_code, test_code = getattr(codes["fit"], which), getattr(codes["test"], which)  # a field of Codes
-        out[f"{role}_digit_accuracy"] = 1.0 - probe(fit_code, digits["fit"], test_code, digits["test"], seed).test_error
-        out[f"{role}_style_mae"] = float(regress(fit_code, factors["fit"], test_code, factors["test"]).mean())
-        logvar = getattr(codes["test"], f"{which}_logvar")
-        if logvar is not None:
-            out[f"{role}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(test_code, logvar).mean(0).sum())
+        views = {split: {"": getattr(codes[split], which)} for split in codes}  # a field of Codes
+        logvar = {split: getattr(codes[split], f"{which}_logvar") for split in codes}
+        if role == "style_code" and logvar["test"] is not None:
+            for split in codes:
+                noise = torch.randn(views[split][""].shape, generator=generator)
+                views[split]["_sample"] = views[split][""] + (0.5 * logvar[split]).exp() * noise
+        for view in views["fit"]:
+            for kind, suffix in (("mlp", ""), ("linear", "_linear")):
+                result = probe(views["fit"][view], digits["fit"], views["test"][view], digits["test"], seed, kind)
+                out[f"{role}_digit_accuracy{suffix}{view}"] = 1.0 - result.test_error
+        out[f"{role}_style_mae"] = float(regress(views["fit"][""], factors["fit"], views["test"][""], factors["test"]).mean())
+        if logvar["test"] is not None:
+            out[f"{role}_kl_nats"] = float(losses.kl_normal_standard_per_dimension(views["test"][""], logvar["test"]).mean(0).sum())
     if method.digit_code is not None:
-        out["swap_ratio"] = swap_ratio(model, test_set, seed, swapped=method.style_code)
+        out["swap_ratio"] = swap_ratio(model, test, seed, swapped=method.style_code)
+    out["shared_nll"] = shared_nll(model, test, codes["test"])
     whole = {split: torch.cat([c for c in (codes[split].specified, codes[split].unspecified) if c is not None], 1)
              for split in codes}
     scores = dci(whole["fit"][:dci_size], factors["fit"][:dci_size], whole["test"][:dci_size],
@@ -283,55 +395,21 @@ def measure(model: Disentangler, method: Method, test: ImageDataset, dci_size: i
     return out
 
 
-def spread(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """``{"mean": {...}, "std": {...}}`` of every number the runs share (std over seeds, ddof 1; 0 for one run)."""
-    keys = [k for k, v in results[0].items() if isinstance(v, (int, float)) and k not in ("seed", "protocol_version")]
-    values = {k: np.array([r[k] for r in results], dtype=float) for k in keys if all(k in r for r in results)}
-    return {"mean": {k: float(v.mean()) for k, v in values.items()},
-            "std": {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}}
+def shared_nll(model: Disentangler, test: ImageDataset, codes: Codes, scale: float = SHARED_SCALE) -> float:
+    r"""One likelihood for every model: the mean over test images of
 
+    .. math:: -\log \mathcal{N}(x;\ \hat x,\ \sigma^2 I)
+       = \sum_i \Big[\tfrac{(x_i - \hat x_i)^2}{2\sigma^2} + \log \sigma + \tfrac12 \log 2\pi\Big],
 
-COLUMNS = {
-    "supervision": "supervision",
-    "digit_code_digit_accuracy": "digit code: digit accuracy",
-    "digit_code_style_mae": "digit code: style MAE",
-    "digit_code_kl_nats": "digit code: KL (nats)",
-    "style_code_digit_accuracy": "style code: digit accuracy",
-    "style_code_style_mae": "style code: style MAE",
-    "style_code_kl_nats": "style code: KL (nats)",
-    "swap_ratio": "swap ratio",
-    "dci_disentanglement": "DCI: D",
-    "dci_completeness": "DCI: C",
-    "dci_informativeness_mae": "DCI: I (MAE)",
-    "steps": "steps",
-    "seconds": "seconds",
-    "images_per_second": "images/s",
-}
-"""The table's columns: the key in ``compare.json`` and the name shown."""
-
-
-def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """The comparison as a table of ``mean ± std`` over seeds (accuracies in percent), one row per method."""
-    rows = {}
-    for name, result in summary["methods"].items():
-        mean, std = result["mean"], result["std"]
-        row = {"supervision": result["supervision"]}
-        for key, column in list(COLUMNS.items())[1:]:
-            if key in mean:
-                row[column] = spread_cell(key, mean[key], std[key], len(result["runs"]))
-        rows[name] = row
-    return table(rows, columns=[c for c in COLUMNS.values() if any(c in r for r in rows.values())], label="method")
-
-
-def spread_cell(key: str, mean: float, std: float, runs: int, percent: bool | None = None) -> str:
-    """``"97.1 ± 0.4%"``, ``"0.052 ± 0.003"``, ``"12.4 ± 1.0"``, ``"1,234 ± 56"``; the mean alone for one run.
-    Accuracies (``percent``; default: keys that say ``accuracy``) are shown in percent."""
-    if ("accuracy" in key) if percent is None else percent:
-        mean, std, unit, digits = 100 * mean, 100 * std, "%", 1
-    else:
-        unit = ""
-        digits = 0 if key in ("steps", "seconds", "images_per_second") else 3 if abs(mean) < 10 else 1
-    return (f"{mean:,.{digits}f}" if runs < 2 else f"{mean:,.{digits}f} ± {std:,.{digits}f}") + unit
+    in nats per image, with :math:`\hat x` the model's reconstruction from its posterior means (the
+    codes of ``test``) and :math:`\sigma` = ``scale``. The models train under different likelihoods
+    (Bernoulli, Gaussians of several scales, a Laplace), whose own values cannot be compared; this one
+    scores every reconstruction alike. It is a reconstruction term, not a bound: the models' priors
+    differ too (a mixture, a one-hot label), so their KLs are shown beside it, not added."""
+    rebuilt = decode_codes(model, codes.specified, codes.unspecified).float().cpu()
+    squared = (rebuilt - test.images.float().cpu()).pow(2).flatten(1).sum(1)
+    pixels = rebuilt[0].numel()
+    return float((squared / (2 * scale**2)).mean() + pixels * (math.log(scale) + 0.5 * math.log(2 * math.pi)))
 
 
 def swaps(

@@ -24,7 +24,8 @@ import pandas as pd
 import torch
 
 from dislib import data, settings
-from dislib.compare import map_runs, spread, spread_cell, stored_evaluation
+from dislib.compare import map_runs, stored_result
+from dislib.compare_table import spread, spread_cell
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
@@ -141,7 +142,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     """Train (or resume, or reuse; with ``restart``, train anew) one run and measure it; the measurement
     is kept in its directory."""
     out = folder / f"{point.key}-seed{seed}"
-    stored = {} if restart else stored_evaluation(out / EVALUATION)
+    stored = {} if restart else stored_result(out / EVALUATION)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
             PROTOCOL_VERSION, seed, plan.probe_size):
         return stored

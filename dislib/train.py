@@ -61,7 +61,8 @@ class History:
     ``device`` and ``threads`` (``torch.get_num_threads()``) are those of the last session that
     trained; empty and 0 in checkpoints written before they were recorded. ``step_seconds`` is the
     part of ``seconds`` spent inside ``train_step`` (the rest: batches, evaluation, checkpoints; on
-    CUDA, where steps run asynchronously, a step's time lands where the loop next waits for it).
+    CUDA, where steps run asynchronously, a step's time lands where the loop next waits for it), and
+    ``eval_seconds`` the part spent in the periodic evaluations, which a wall-clock budget does not count.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -69,6 +70,7 @@ class History:
     metrics: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     step_seconds: float = 0.0
+    eval_seconds: float = 0.0
     device: str = ""
     threads: int = 0
 
@@ -160,6 +162,7 @@ def fit(
     stop_after: int | None = None,
     data_options: dict[str, Any] | None = None,
     mode: str | None = None,
+    eval_seconds: float | None = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for a budget, evaluating on ``test_data`` as it goes.
 
@@ -187,6 +190,10 @@ def fit(
         How each step computes (:mod:`dislib.precision`): ``"fast"`` (bfloat16 forward passes where
         the hardware computes in bf16, channels-last) or ``"eager"`` (float32 on the CPU). Default:
         a resumed run's own mode, else ``"fast"``; kept in ``run.json``.
+    eval_seconds
+        Also evaluate after every ``eval_seconds`` of training (for a wall-clock budget, where the steps
+        a run reaches are not known in advance). The time spent evaluating never counts against the
+        budget's ``seconds``.
 
     Raises
     ------
@@ -201,6 +208,8 @@ def fit(
     """
     _check_arguments(model, train_data, test_data)
     _check_counts(seed=seed, stop_after=stop_after, checkpoint_every=checkpoint_every)
+    if eval_seconds is not None and not (isinstance(eval_seconds, numbers.Real) and 0 < eval_seconds < math.inf):
+        raise ValueError(f"fit's eval_seconds must be a number of seconds > 0 or None, got {eval_seconds!r}")
     plan = budget if isinstance(budget, Budget) else model.budget(settings.budget(budget))
     dev = settings.device(device)
     if mode is not None:
@@ -228,7 +237,9 @@ def fit(
         precision.prepare(model, dev, mode)
         losses = _IntervalLosses(dev, interval.get("sums", {}), interval.get("count", 0), step)
         start, stop = time.perf_counter(), min(plan.steps, step + (stop_after or plan.steps))
-        out_of_time = lambda: plan.seconds is not None and history.seconds + time.perf_counter() - start >= plan.seconds  # noqa: E731
+        trained = lambda: history.seconds - history.eval_seconds + time.perf_counter() - start  # noqa: E731
+        out_of_time = lambda: plan.seconds is not None and trained() >= plan.seconds  # noqa: E731
+        due = lambda: eval_seconds is not None and trained() >= eval_seconds * (len(history.steps) + 1)  # noqa: E731
         timed_out = out_of_time()
         if step < stop and not timed_out:
             history.device, history.threads = str(dev), torch.get_num_threads()
@@ -248,17 +259,19 @@ def fit(
                 step += 1
                 bar.update(1)
                 timed_out = out_of_time()
-                evaluate_now = step % plan.eval_every == 0 or step == plan.steps or timed_out
+                evaluate_now = step % plan.eval_every == 0 or step == plan.steps or timed_out or due()
                 save_now = run_dir is not None and (step % every == 0 or step == stop or timed_out)
                 if step % SYNC_EVERY == 0 or evaluate_now or save_now or step == stop:
                     means = losses.sync(step)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
                 if evaluate_now:
+                    began = time.perf_counter()
                     history.steps.append(step)
                     history.losses.append(means)
                     diagnosis = model.diagnose(batch)
                     history.metrics.append({**diagnosis, **_evaluate(model, test_data)})
                     losses.reset()
+                    history.eval_seconds += time.perf_counter() - began
                 if save_now:
                     history.seconds += time.perf_counter() - start
                     start = time.perf_counter()
@@ -269,6 +282,7 @@ def fit(
             write_json(run_dir / METRICS, {"model": model.name, "dataset": train_data.name, "steps": step,
                                             "seed": seed, "seconds": round(history.seconds, 1),
                                             "step_seconds": round(history.step_seconds, 1),
+                                            "eval_seconds": round(history.eval_seconds, 1),
                                             "device": history.device, "threads": history.threads, **history.last()})
     return history
 
@@ -545,6 +559,7 @@ def train_or_load(
     runs: str | Path | None = "runs",
     device: str | torch.device | None = None,
     mode: str | None = None,
+    eval_seconds: float | None = None,
 ) -> History:
     """Train ``model`` for a chapter, or load its finished run, and print one line saying which.
 

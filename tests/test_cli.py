@@ -133,6 +133,11 @@ def test_paths_that_cannot_be_folders_and_bad_option_types_are_one_line(tiny_dat
     assert cli.main(["train", "vae", "--dataset", "tiny", "--budget", "smoke", "--out", str(tmp_path / "afile" / "sub")]) == 2
     assert "a file stands where a folder is needed on this path" in _one_line_error(capsys)
     assert cli.main(["compare", "--runs", str(tmp_path / "afile"), "--budget", "smoke"]) == 2
+    assert f"{tmp_path / 'afile'} is a file, where compare keeps a folder: give --runs and --results folders" in \
+        _one_line_error(capsys)
+    assert cli.main(["compare", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "afile"), "--budget", "smoke"]) == 2
+    assert f"{tmp_path / 'afile'} is a file, where compare keeps a folder" in _one_line_error(capsys)
+    assert cli.main(["compare", "--runs", str(tmp_path / "afile" / "sub"), "--budget", "smoke"]) == 2
     assert "a file stands where a folder is needed" in _one_line_error(capsys)
     assert cli.main(["train", "vae", "--dataset", "tiny", "--option", "size=32.0", "--out", str(tmp_path / "run")]) == 2
     assert "option size of tiny takes a whole number, like size=28, got 32.0" in _one_line_error(capsys)

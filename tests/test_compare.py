@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from dislib import __main__ as cli
-from dislib import compare, data
+from dislib import compare, compare_table, data
 from dislib.data.base import ImageDataset
 from dislib.evaluate import swap_ratio
 from dislib.models import VAE, Budget
 from dislib.train import METRICS, RunDirectoryError, fit, read_run
 from tests.helpers import Pixels, pixel_data, tiny_images
 
-TINY = compare.CompareBudget(seconds=0.3, seeds=(0, 1), test_size=80, dci_size=40, train_size=64, jobs=1)
+TINY = compare.CompareBudget(seconds=0.3, seeds=(0, 1), test_size=80, dci_size=40, train_size=64, jobs=1, eval_size=100,
+                              evaluations=3)
 
 
 @pytest.fixture
@@ -113,9 +114,9 @@ def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_
     assert compare.run("smoke", tmp_path, ["mathieu"], progress=False)["methods"]["Mathieu et al."]["runs"] == \
         methods["Mathieu et al."]["runs"]
     assert checkpoint.stat().st_mtime_ns == stamp
-    # a stored evaluation that is damaged, or a JSON list, is named with the fix, and nothing is written;
+    # a stored result that is damaged, or a JSON list, is named with the fix, and nothing is written;
     # deleted, it is measured again (the run is not retrained)
-    evaluation, table = tmp_path / "mathieu-seed1" / "evaluation.json", (tmp_path / "compare.json").read_text()
+    evaluation, table = tmp_path / "results" / "mathieu-seed1.json", (tmp_path / "compare.json").read_text()
     for damaged, why in (("[1, 2]", "not the JSON dislib writes"), ("{not json", "not JSON: "), ("", "empty")):
         evaluation.write_text(damaged)
         with pytest.raises(RunDirectoryError, match=re.escape(f"{evaluation} is damaged ({why}") + ".*delete it to measure"):
@@ -129,11 +130,11 @@ def test_run_measures_every_code_writes_the_table_and_reuses_finished_runs(fake_
 
 
 def test_cells_show_mean_and_spread_in_the_columns_unit():
-    assert compare.spread_cell("style_code_digit_accuracy", 0.9712, 0.004, 3) == "97.1 ± 0.4%"
-    assert compare.spread_cell("swap_ratio", 2.5, 0.25, 3) == "2.500 ± 0.250"
-    assert compare.spread_cell("style_code_kl_nats", 24.44, 1.0, 3) == "24.4 ± 1.0"
-    assert compare.spread_cell("images_per_second", 1234.5, 56.2, 3) == "1,234 ± 56"
-    assert compare.spread_cell("steps", 700.0, 0.0, 1) == "700"
+    assert compare_table.spread_cell("style_code_digit_accuracy", 0.9712, 0.004, 3) == "97.1 ± 0.4%"
+    assert compare_table.spread_cell("swap_ratio", 2.5, 0.25, 3) == "2.500 ± 0.250"
+    assert compare_table.spread_cell("style_code_kl_nats", 24.44, 1.0, 3) == "24.4 ± 1.0"
+    assert compare_table.spread_cell("images_per_second", 1234.5, 56.2, 3) == "1,234 ± 56"
+    assert compare_table.spread_cell("steps", 700.0, 0.0, 1) == "700"
 
 
 def test_swaps_take_the_style_of_one_image_and_the_digit_of_another(fake_styled):
@@ -159,7 +160,7 @@ def test_the_command_names_a_damaged_evaluation_and_restart_trains_anew(fake_sty
     args = ["compare", "--budget", "smoke", "--runs", str(tmp_path), "--method", "vae"]
     assert cli.main(args) == 0
     capsys.readouterr()
-    evaluation, checkpoint = tmp_path / "vae-seed0" / "evaluation.json", tmp_path / "vae-seed0" / "checkpoint.pt"
+    evaluation, checkpoint = tmp_path / "results" / "vae-seed0.json", tmp_path / "vae-seed0" / "checkpoint.pt"
     evaluation.write_text("{cut sho")
     stamp = checkpoint.stat().st_mtime_ns
     assert cli.main(args) == 2
@@ -213,3 +214,61 @@ def test_a_refusal_of_the_training_loop_is_said_in_compares_own_flags(fake_style
     (tmp_path / "vae-seed0" / "checkpoint.pt").mkdir(parents=True)  # a checkpoint without its run.json
     with pytest.raises(RunDirectoryError, match=r"has no run.json .*compare keeps each run in a folder of --runs .*--restart"):
         compare.run("smoke", tmp_path, ["vae"], progress=False)
+
+
+def test_periodic_evaluations_do_not_count_against_a_wall_clock_budget(monkeypatch):
+    model, images = VAE.for_dataset(tiny_images()), tiny_images()
+    slow = lambda model, data: time.sleep(0.2) or {"probe": 1.0}  # noqa: E731
+    monkeypatch.setattr("dislib.evaluate.held_out", slow)
+    plan = Budget(steps=10**9, batch_size=16, eval_every=10**9, seconds=0.6)
+    history = fit(model, images, images, budget=plan, progress=False, eval_seconds=0.2)
+    assert len(history.steps) >= 3 and history.steps == sorted(history.steps)  # every 0.2 s, and at the end
+    assert history.eval_seconds >= 0.2 * len(history.steps)
+    assert 0.6 <= history.seconds - history.eval_seconds < 0.6 + 0.2
+    for bad in (0, -1.0, float("nan"), "5"):
+        with pytest.raises(ValueError, match="eval_seconds must be a number of seconds > 0 or None"):
+            fit(model, images, images, budget=plan, progress=False, eval_seconds=bad)
+
+
+def test_each_result_file_says_whether_its_budget_converged_and_the_table_reads_them_back(fake_styled, tmp_path):
+    summary = compare.run("smoke", tmp_path / "runs", ["vae", "rbvae"], progress=False, results=tmp_path / "results")
+    stored = json.loads((tmp_path / "results" / "rbvae-seed1.json").read_text())
+    assert stored["method"]["key"] == "rbvae" and stored["budget"] == {"seconds": 0.3, "train_size": 64}
+    history = stored["history"]
+    assert history["steps"] == sorted(history["steps"]) and len(history["s_factor_mae"]) == len(history["steps"]) >= 2
+    converged = stored["converged"]
+    assert converged["metric"] == "s_factor_mae"  # the style code of a reference-based model is e, the specified one
+    assert converged["last_fifth_change"] is None or converged["converged"] == (converged["last_fifth_change"] < 0.02)
+    assert json.loads((tmp_path / "results" / "vae-seed0.json").read_text())["converged"]["metric"] == "z_factor_mae"
+    read = compare.load_results(tmp_path / "results", "smoke")
+    assert read["methods"]["Rb-VAE"]["mean"] == pytest.approx(summary["methods"]["Rb-VAE"]["mean"])
+    assert list(read["methods"]) == ["VAE", "Rb-VAE"]
+    cells = compare.summary_table(read)["budget"].tolist()
+    assert all(c == "converged" or c.startswith("not converged (") for c in cells)
+    # the results alone make the table: without the run directories nothing trains again
+    for run_dir in (tmp_path / "runs").glob("*-seed*"):
+        for f in run_dir.iterdir():
+            f.unlink()
+        run_dir.rmdir()
+    again = compare.run("smoke", tmp_path / "runs", ["rbvae"], progress=False, results=tmp_path / "results")
+    assert again["methods"]["Rb-VAE"]["runs"] == summary["methods"]["Rb-VAE"]["runs"]
+    assert not (tmp_path / "runs" / "rbvae-seed0").exists()
+    with pytest.raises(FileNotFoundError, match="no result of the full budget .*python -m dislib compare --budget full"):
+        compare.load_results(tmp_path / "results", "full")
+
+
+def test_the_budget_cell_names_the_seeds_that_did_not_converge():
+    run = lambda change: {"converged": {"last_fifth_change": change}}  # noqa: E731
+    assert compare_table.budget_cell([run(0.01), run(0.0)]) == "converged"
+    assert compare_table.budget_cell([run(0.01), run(0.041), run(None)]) == "not converged (2 of 3 seeds; up to 4.1%)"
+    assert compare_table.budget_cell([run(None)]) == "not converged (1 of 1 seed; too few evaluations)"
+
+
+def test_the_shared_likelihood_is_the_gaussian_of_the_reconstruction_and_the_same_for_every_model():
+    images = pixel_data(60)
+    model = Pixels(uses_z=True)
+    codes = compare.encode_dataset(model, images)
+    rebuilt = compare.decode_codes(model, codes.specified, codes.unspecified)
+    expected = torch.distributions.Normal(rebuilt, 0.1).log_prob(images.images).flatten(1).sum(1).mean()
+    assert compare.shared_nll(model, images, codes) == pytest.approx(-float(expected), rel=1e-5)
+    assert compare.shared_nll(model, images, codes, scale=0.2) != pytest.approx(compare.shared_nll(model, images, codes))

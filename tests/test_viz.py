@@ -351,3 +351,42 @@ def test_plot_split_puts_one_marker_per_run_and_names_a_missing_column():
         viz.plot_split({"x": {"MAE from e": 0.1, "z / chance": 0.5, "scale z / chance": 0.5}})
     with pytest.raises(ValueError, match="rows is empty"):
         viz.plot_split({})
+
+
+def _comparison(changes: dict[str, list[float | None]]) -> dict:
+    """A comparison summary of runs with these last-fifth changes; the one-code method has no swap ratio."""
+    methods = {}
+    for i, (name, per_seed) in enumerate(changes.items()):
+        runs = []
+        for seed, change in enumerate(per_seed):
+            run = {"seed": seed, "chance_accuracy": 0.11, "style_code_digit_accuracy": 0.5 + 0.1 * i,
+                   "style_code_digit_accuracy_linear": 0.4, "style_code_style_mae": 0.05 + 0.01 * seed,
+                   "converged": {"metric": "z_factor_mae", "last_fifth_change": change,
+                                 "converged": change is not None and change < 0.02},
+                   "history": {"steps": [10, 20, 30, 40, 50], "z_factor_mae": [0.1, 0.08, 0.07, 0.065, 0.064]}}
+            if name != "VAE":
+                run["swap_ratio"] = 2.0 + seed
+            runs.append(run)
+        methods[name] = {"runs": runs}
+    return {"methods": methods}
+
+
+def test_the_leak_against_cost_draws_every_run_and_hollows_the_unconverged():
+    fig = viz.plot_leak_cost(_comparison({"VAE": [0.01, 0.05], "Rb-VAE": [0.01, None]}))
+    swap, style = fig.axes
+    filled = lambda ax: [(line.get_label(), line.get_mfc()) for line in ax.lines if line.get_marker() == "o"]  # noqa: E731
+    assert len(filled(swap)) == 2 and len(filled(style)) == 4  # the one-code VAE has no swap ratio
+    assert [mfc == "white" for _, mfc in filled(style)] == [False, True, False, True]
+    assert [label for label, _ in filled(style) if not label.startswith("_")] == ["VAE", "Rb-VAE"]
+    assert swap.get_xscale() == "log"
+    with pytest.raises(ValueError, match="no methods"):
+        viz.plot_leak_cost({"methods": {}})
+
+
+def test_the_budget_curves_give_each_seeds_last_fifth_change_in_the_title():
+    fig = viz.plot_budget_curves(_comparison({"VAE": [0.0123, 0.05], "Zheng": [None]}), columns=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.lines]
+    assert titles == ["VAE\nlast fifth: 1.2%, 5.0%", "Zheng\nlast fifth: –"]
+    assert [len(ax.lines) for ax in fig.axes if ax.lines] == [2, 1]
+    with pytest.raises(ValueError, match="no methods"):
+        viz.plot_budget_curves({"methods": {}})

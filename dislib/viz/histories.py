@@ -125,3 +125,39 @@ def plot_gradient_shares(histories: Mapping[str, History | Mapping[str, Any]], c
         ax.set_axis_off()
     plt.close(fig)
     return fig
+
+
+def plot_budget_curves(summary: Mapping[str, Any], columns: int = 4) -> Figure:
+    """Whether each method's budget sufficed: the quick style MAE of its style code (the metric its
+    convergence is judged on) against the step, one line per seed, one panel per method.
+
+    ``summary`` is what :func:`dislib.compare.run` or :func:`~dislib.compare.load_results` return; each
+    run's result carries its ``history`` and ``converged`` entry. The title gives each seed's change
+    over the last fifth of its run; a shaded band marks that fifth for the first seed.
+    """
+    methods = summary["methods"]
+    if not methods:
+        raise ValueError("the comparison has no methods: run dislib.compare.run first")
+    cols = min(columns, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), layout="constrained", squeeze=False)
+    for ax, (name, method) in zip(axes.flat, methods.items()):
+        changes = []
+        for i, run in enumerate(method["runs"]):
+            history, metric = run["history"], run["converged"]["metric"]
+            ax.plot(history["steps"], history[metric], marker="o", markersize=2.5, color=f"C{i}",
+                    label=f"seed {run['seed']}")
+            change = run["converged"]["last_fifth_change"]
+            changes.append("–" if change is None else f"{change:.1%}")
+        last = method["runs"][0]["history"]["steps"][-1]
+        ax.axvspan(0.8 * last, last, color="grey", alpha=0.15, linewidth=0)
+        ax.set_title(f"{name}\nlast fifth: {', '.join(changes)}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("style MAE of the style code (quick)", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    for ax in axes.flat[len(methods):]:
+        ax.set_axis_off()
+    plt.close(fig)
+    return fig

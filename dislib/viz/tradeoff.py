@@ -86,3 +86,49 @@ def plot_split(rows: Mapping[str, Mapping[str, float]]) -> Figure:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     plt.close(fig)
     return fig
+
+
+def plot_leak_cost(summary: Mapping[str, Any]) -> Figure:
+    """Who takes the digit out of the style code, and at what price: one marker per run of a comparison.
+
+    ``summary`` is what :func:`dislib.compare.run` or :func:`~dislib.compare.load_results` return. The
+    y axis is the digit accuracy of probes on the means of the style code (filled: the MLP probe,
+    cross: the linear probe; the dotted line is chance). Left: against the swap ratio of the style
+    code (how much worse an image is drawn with another image's style code; the models of one code
+    have none); right: against what the style code still reads of the five style factors (its style
+    MAE, lower is more). A run whose budget did not converge is drawn hollow.
+    """
+    methods = summary["methods"]
+    if not methods:
+        raise ValueError("the comparison has no methods: run dislib.compare.run first")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    panels = (("swap_ratio", "swap ratio of the style code (higher: it carries more)"),
+              ("style_code_style_mae", "style MAE of the style code (lower: it carries more)"))
+    chance = np.mean([r["chance_accuracy"] for m in methods.values() for r in m["runs"]])
+    for ax, (x_key, x_label) in zip(axes, panels):
+        for i, (name, method) in enumerate(methods.items()):
+            colour, labelled = f"C{i % 10}", False
+            for run in method["runs"]:
+                if x_key not in run:
+                    continue
+                hollow = not run["converged"]["converged"]
+                ax.plot(run[x_key], 100 * run["style_code_digit_accuracy"], marker="o" if i < 10 else "s",
+                        markersize=8, color=colour, mfc="white" if hollow else colour, linestyle="none",
+                        label=None if labelled else name)
+                ax.plot(run[x_key], 100 * run["style_code_digit_accuracy_linear"], marker="x", markersize=7,
+                        color=colour, linestyle="none")
+                labelled = True
+        ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(x_label, fontsize=10)
+        ax.set_ylabel("digit read from the style code's means (%)", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes[0].xaxis.set_minor_formatter(ticker.NullFormatter())
+    axes[0].set_title("filled: MLP probe, cross: linear probe, hollow: not converged", fontsize=9)
+    axes[1].set_title("dotted: chance", fontsize=9)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    plt.close(fig)
+    return fig

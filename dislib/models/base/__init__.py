@@ -37,8 +37,8 @@ class Budget:
 
     ``train_size`` keeps only the first images of the training set (smoke runs); ``eval_size``
     caps the test images used by the periodic evaluation. With ``seconds``, training also stops
-    once it has taken that many seconds (the steps, checkpoints and evaluations of every session
-    of the run counted): a wall-clock budget, for comparing models of different costs at one
+    once it has trained that many seconds (the steps and checkpoints of every session of the run
+    counted, the periodic evaluations not): a wall-clock budget, for comparing models of different costs at one
     time (the step it reached is in ``metrics.json``; on another machine it reaches another).
     """
 
