@@ -208,7 +208,8 @@ def fit(
     """
     _check_arguments(model, train_data, test_data)
     _check_counts(seed=seed, stop_after=stop_after, checkpoint_every=checkpoint_every)
-    if eval_seconds is not None and not (isinstance(eval_seconds, numbers.Real) and 0 < eval_seconds < math.inf):
+    if eval_seconds is not None and (isinstance(eval_seconds, bool) or not isinstance(eval_seconds, numbers.Real)
+                                     or not 0 < eval_seconds < math.inf):
         raise ValueError(f"fit's eval_seconds must be a number of seconds > 0 or None, got {eval_seconds!r}")
     plan = budget if isinstance(budget, Budget) else model.budget(settings.budget(budget))
     dev = settings.device(device)

@@ -225,7 +225,7 @@ def test_periodic_evaluations_do_not_count_against_a_wall_clock_budget(monkeypat
     assert len(history.steps) >= 3 and history.steps == sorted(history.steps)  # every 0.2 s, and at the end
     assert history.eval_seconds >= 0.2 * len(history.steps)
     assert 0.6 <= history.seconds - history.eval_seconds < 0.6 + 0.2
-    for bad in (0, -1.0, float("nan"), "5"):
+    for bad in (0, -1.0, float("nan"), "5", True):
         with pytest.raises(ValueError, match="eval_seconds must be a number of seconds > 0 or None"):
             fit(model, images, images, budget=plan, progress=False, eval_seconds=bad)
 

@@ -378,7 +378,6 @@ def test_the_leak_against_cost_draws_every_run_and_hollows_the_unconverged():
     assert len(filled(swap)) == 2 and len(filled(style)) == 4  # the one-code VAE has no swap ratio
     assert [mfc == "white" for _, mfc in filled(style)] == [False, True, False, True]
     assert [label for label, _ in filled(style) if not label.startswith("_")] == ["VAE", "Rb-VAE"]
-    assert swap.get_xscale() == "log"
     with pytest.raises(ValueError, match="no methods"):
         viz.plot_leak_cost({"methods": {}})
 
@@ -390,3 +389,7 @@ def test_the_budget_curves_give_each_seeds_last_fifth_change_in_the_title():
     assert [len(ax.lines) for ax in fig.axes if ax.lines] == [2, 1]
     with pytest.raises(ValueError, match="no methods"):
         viz.plot_budget_curves({"methods": {}})
+    old = _comparison({"VAE": [0.01]})
+    del old["methods"]["VAE"]["runs"][0]["history"]
+    with pytest.raises(ValueError, match=r"\['VAE'\] carry no evaluation history .*python -m dislib compare"):
+        viz.plot_budget_curves(old)

@@ -138,6 +138,10 @@ def plot_budget_curves(summary: Mapping[str, Any], columns: int = 4) -> Figure:
     methods = summary["methods"]
     if not methods:
         raise ValueError("the comparison has no methods: run dislib.compare.run first")
+    undated = [name for name, method in methods.items() if any("history" not in run for run in method["runs"])]
+    if undated:
+        raise ValueError(f"the runs of {undated} carry no evaluation history (results of an older protocol): "
+                         "measure them again with python -m dislib compare")
     cols = min(columns, len(methods))
     rows = math.ceil(len(methods) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), layout="constrained", squeeze=False)
