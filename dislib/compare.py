@@ -263,12 +263,23 @@ def _exit_with(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
+RESULT_KEYS = ("protocol_version", "method", "seed", "budget", "steps", "seconds", "chance_accuracy",
+               "style_code_digit_accuracy", "style_code_style_mae", "converged", "history")
+"""What every result file holds (a model of two codes holds more)."""
+
+
 def stored_result(path: Path) -> dict[str, Any]:
     """A run's stored result (``RESULTS/KEY-seedN.json``), or ``{}`` where there is none (the caller then
-    measures the run); a :class:`RunDirectoryError` naming the file when it is damaged."""
+    measures the run); a :class:`RunDirectoryError` naming the file when it is damaged or lacks one of
+    :data:`RESULT_KEYS` (of today's protocol)."""
     if not path.exists():
         return {}
-    return read_json(path, "delete it to measure the run again (its training is kept)")
+    fix = "delete it to measure the run again (its training is kept)"
+    result = read_json(path, fix)
+    missing = [key for key in RESULT_KEYS if key not in result]
+    if result.get("protocol_version") == PROTOCOL_VERSION and missing:
+        raise RunDirectoryError(f"{path} is damaged (it lacks {', '.join(missing)}): {fix}")
+    return result
 
 
 def _trained_for(plan: CompareBudget) -> dict[str, Any]:

@@ -272,3 +272,17 @@ def test_the_shared_likelihood_is_the_gaussian_of_the_reconstruction_and_the_sam
     expected = torch.distributions.Normal(rebuilt, 0.1).log_prob(images.images).flatten(1).sum(1).mean()
     assert compare.shared_nll(model, images, codes) == pytest.approx(-float(expected), rel=1e-5)
     assert compare.shared_nll(model, images, codes, scale=0.2) != pytest.approx(compare.shared_nll(model, images, codes))
+
+
+def test_a_result_file_that_lacks_what_the_protocol_writes_is_named(fake_styled, tmp_path):
+    compare.run("smoke", tmp_path, ["vae"], progress=False)
+    path = tmp_path / "results" / "vae-seed0.json"
+    result = json.loads(path.read_text())
+    del result["converged"], result["history"]
+    path.write_text(json.dumps(result))
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{path} is damaged (it lacks converged, history): delete it")):
+        compare.run("smoke", tmp_path, ["vae"], progress=False)
+    with pytest.raises(RunDirectoryError, match="lacks converged, history"):
+        compare.load_results(tmp_path / "results", "smoke")
+    path.write_text(json.dumps({**result, "protocol_version": 1}))  # an older protocol's result is measured anew
+    assert "converged" in compare.run("smoke", tmp_path, ["vae"], progress=False)["methods"]["VAE"]["runs"][0]
