@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 KERNEL = 5
@@ -436,6 +437,27 @@ class LatentDiscriminator(nn.Module):
             raise ValueError(f"this discriminator reads {len(self.codes)} code(s) beside the image, got {len(codes)}")
         groups = [self.image(x), *(branch(code) for branch, code in zip(self.codes, codes))]
         return self.logit(self.hidden(torch.cat(self.drop(groups), 1))).squeeze(1)
+
+
+class Zoom(nn.Module):
+    """A zoom about the image centre whose factor a code sets: ``exp(w . code + b)``, sampled with
+    :func:`torch.nn.functional.grid_sample` (bilinear; outside the image, its border pixels are
+    repeated). A factor above 1 draws the image smaller, below 1 larger. ``w`` and ``b`` start at
+    zero, so the module starts as the identity."""
+
+    def __init__(self, code_dim: int) -> None:
+        super().__init__()
+        self.log_factor = nn.Linear(code_dim, 1)
+        nn.init.zeros_(self.log_factor.weight)
+        nn.init.zeros_(self.log_factor.bias)
+
+    def forward(self, images: Tensor, code: Tensor) -> Tensor:
+        factor = self.log_factor(code.float()).squeeze(1).exp()
+        theta = torch.zeros(len(images), 2, 3, device=images.device)
+        theta[:, 0, 0], theta[:, 1, 1] = factor, factor
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        zoomed = F.grid_sample(images.float(), grid, padding_mode="border", align_corners=False)
+        return zoomed.to(images.dtype)
 
 
 def laplace_sample(mean: Tensor, scale: float) -> Tensor:

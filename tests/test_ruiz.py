@@ -13,7 +13,7 @@ from dislib.data.base import ImageDataset
 from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.base import Model
 from dislib.models.ruiz import rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
-from dislib.nn import InputDrop, PixelNorm, laplace_sample
+from dislib.nn import InputDrop, PixelNorm, Zoom, laplace_sample
 
 SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
 SMALL_DISCRIMINATORS = dict(discriminator_widths=(4, 8), discriminator_image_features=8, discriminator_code_features=4,
@@ -561,3 +561,34 @@ def test_the_extensions_refuse_bad_input_with_the_fix():
         losses.image_mmd(torch.rand(0, 3, 8, 8), torch.rand(4, 3, 8, 8))
     with pytest.raises(ValueError, match="at least one reference image"):
         small(RbVAE).reference_stroke(torch.zeros(0, 3, 16, 16))
+
+
+def test_zoom_starts_as_the_identity_and_a_factor_of_two_draws_the_image_at_half_size():
+    zoom = Zoom(3)
+    images = torch.zeros(2, 1, 16, 16)
+    images[:, :, 4:12, 4:12] = 1.0  # a square of 8 pixels in the middle
+    code = torch.randn(2, 3)
+    assert torch.allclose(zoom(images, code), images, atol=1e-5)
+    torch.nn.init.constant_(zoom.log_factor.bias, math.log(2.0))
+    smaller = zoom(images, code)
+    assert smaller[:, :, 6:10, 6:10].min() > 0.99 and smaller[:, :, :5].max() < 1e-5  # 4 pixels, centred
+    assert smaller.sum().item() == pytest.approx(images.sum().item() / 4, rel=0.1)
+    zoom(torch.rand(2, 1, 16, 16), code).sum().backward()
+    assert zoom.log_factor.bias.grad.abs() > 0
+
+
+@pytest.mark.parametrize("cls", [RbVAE, SRbVAE])
+def test_target_zoom_lets_e_set_the_size_and_is_trained_with_the_autoencoder(cls):
+    data = styled_like()
+    assert small(cls, data).zoom is None  # the paper: no zoom
+    model = small(cls, data, target_zoom=True)
+    codes = model.eval().encode(data.images[:4])
+    plain = small(cls, data)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("zoom.")})
+    assert torch.allclose(model.decode(codes.specified, codes.unspecified), plain.decode(codes.specified, codes.unspecified),
+                          atol=1e-5)  # the identity at the start
+    assert torch.equal(model.zoom_factors(data.images[:4]), torch.ones(4))  # the identity at the start
+    assert torch.equal(plain.zoom_factors(data.images[:4]), torch.ones(4))
+    before = model.zoom.log_factor.weight.detach().clone()
+    model.train().train_step(batch_of(model, data))
+    assert not torch.equal(model.zoom.log_factor.weight, before)

@@ -38,7 +38,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Codes, gradient_shares, register
 from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RUIZ_LAPTOP_SYMMETRIC, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
-from dislib.nn import CodeClassifier, reparameterize
+from dislib.nn import CodeClassifier, Zoom, reparameterize
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ class ReferenceConfig(RuizConfig):
         Steps before the set classifier's and the reference swap's terms apply (the set classifier
         learns from the first step): from the start, the encoders answer them by emptying ``z``,
         before the reference branch has learnt to draw.
+    target_zoom
+        **Extension, not in the paper** (False = the paper): ``G(z, e)``'s output is zoomed about its
+        centre by a factor that ``e`` sets (:class:`dislib.nn.Zoom`, the identity at the start). The
+        paper's generator has to draw a digit's size from both codes together; with the zoom, ``e``
+        can set it alone, so that ``z`` may describe the digit at the one size of the reference set.
     """
 
     specified_dim: int = 32
@@ -93,6 +98,7 @@ class ReferenceConfig(RuizConfig):
     reference_swap_weight: float = 0.0
     reference_cycle_weight: float = 0.0
     extension_start: int = 0
+    target_zoom: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -263,9 +269,10 @@ class ReferenceVAE(RuizModel):
         self.unspecified_encoder = self.make_encoder(c.unspecified_dim)
         self.decoder = self.make_generator(c.specified_dim + c.unspecified_dim)
         self.reference_code = nn.Parameter(torch.zeros(c.specified_dim))
+        self.zoom = Zoom(c.specified_dim) if c.target_zoom else None
         self.optimizers["autoencoder"] = self.adam(
             [*self.specified_encoder.parameters(), *self.unspecified_encoder.parameters(),
-             *self.decoder.parameters(), self.reference_code]
+             *self.decoder.parameters(), self.reference_code, *(self.zoom.parameters() if self.zoom else [])]
         )
         if c.set_adversary_weight:
             self.set_classifier = CodeClassifier(c.unspecified_dim, 2, hidden=64)
@@ -279,6 +286,20 @@ class ReferenceVAE(RuizModel):
         mu_e, logvar_e = self.specified_encoder(x)
         mu_z, logvar_z = self.unspecified_encoder(x)
         return Codes(specified=mu_e, unspecified=mu_z, unspecified_logvar=logvar_z, specified_logvar=logvar_e)
+
+    def decoder_output(self, specified: Tensor | None, unspecified: Tensor) -> Tensor:
+        """``G(z, e)``'s pre-activation output, zoomed by ``e`` where ``target_zoom`` is set."""
+        output = super().decoder_output(specified, unspecified)
+        return output if self.zoom is None else self.zoom(output, specified)
+
+    @torch.no_grad()
+    def zoom_factors(self, x: Tensor) -> Tensor:
+        """``[N]``: the factor by which ``G`` zooms its output for each image of ``x``, read from the mean
+        of its ``e`` (``target_zoom``; above 1 draws smaller); ones for a model without the zoom."""
+        specified = self.encode(x).specified
+        if self.zoom is None:
+            return torch.ones(len(x), device=specified.device)
+        return self.zoom.log_factor(specified.float()).squeeze(1).exp()
 
     def reference_codes(self, n: int) -> Tensor:
         """``e_r`` repeated ``n`` times, ``[n, specified_dim]``: the target code of every reference image."""
