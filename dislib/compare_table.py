@@ -47,7 +47,7 @@ COLUMNS = {
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     """The comparison as a table of ``mean ± std`` over seeds (accuracies in percent), one row per method;
-    its last column says whether every seed's budget converged (:func:`convergence`)."""
+    its last column says whether every seed's budget converged (:func:`dislib.compare.convergence`)."""
     rows = {}
     for name, result in summary["methods"].items():
         mean, std = result["mean"], result["std"]
