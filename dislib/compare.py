@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from dislib import data, losses, settings
 from dislib.data.base import ImageDataset
 from dislib.dci import dci
-from dislib.evaluate import decode_codes, encode_dataset, probe, regress, swap_ratio
+from dislib.evaluate import code_views, decode_codes, encode_dataset, probe, regress, swap_ratio
 from dislib.models import MODELS, Budget, Codes, Disentangler
 from dislib.compare_table import spread, summary_table
 from dislib.train import (CONVERGED, METRICS, RUN, History, RunDirectoryError, fit, load_model, read_json, read_run,
@@ -386,8 +386,8 @@ def measure(model: Disentangler, method: Method, fit_set: ImageDataset, test: Im
         logvar = {split: getattr(codes[split], f"{which}_logvar") for split in codes}
         if role == "style_code" and logvar["test"] is not None:
             for split in codes:
-                noise = torch.randn(views[split][""].shape, generator=generator)
-                views[split]["_sample"] = views[split][""] + (0.5 * logvar[split]).exp() * noise
+                style = Codes(specified=None, unspecified=views[split][""], unspecified_logvar=logvar[split])
+                views[split]["_sample"] = code_views(style, generator)["z"]["sample"]
         for view in views["fit"]:
             for kind, suffix in (("mlp", ""), ("linear", "_linear")):
                 result = probe(views["fit"][view], digits["fit"], views["test"][view], digits["test"], seed, kind)

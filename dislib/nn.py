@@ -451,8 +451,12 @@ class Zoom(nn.Module):
         nn.init.zeros_(self.log_factor.weight)
         nn.init.zeros_(self.log_factor.bias)
 
+    def factor(self, code: Tensor) -> Tensor:
+        """``[N]``: the zoom factor ``exp(w . code + b)`` of each row of ``code``."""
+        return self.log_factor(code.float()).squeeze(1).exp()
+
     def forward(self, images: Tensor, code: Tensor) -> Tensor:
-        factor = self.log_factor(code.float()).squeeze(1).exp()
+        factor = self.factor(code)
         theta = torch.zeros(len(images), 2, 3, device=images.device)
         theta[:, 0, 0], theta[:, 1, 1] = factor, factor
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)

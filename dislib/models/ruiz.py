@@ -299,7 +299,7 @@ class ReferenceVAE(RuizModel):
         specified = self.encode(x).specified
         if self.zoom is None:
             return torch.ones(len(x), device=specified.device)
-        return self.zoom.log_factor(specified.float()).squeeze(1).exp()
+        return self.zoom.factor(specified)
 
     def reference_codes(self, n: int) -> Tensor:
         """``e_r`` repeated ``n`` times, ``[n, specified_dim]``: the target code of every reference image."""
