@@ -233,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
                    help="train and measure the chosen runs from scratch, replacing what --runs holds for them, "
                         "instead of reusing or resuming them")
     c.set_defaults(handler=compare)
-    w = sub.add_parser("sweep", help="train one model at several settings and seeds, and measure the leak of each")
+    w = sub.add_parser("sweep", help="train one model at several settings and seeds, and measure each (the leak of the label, or Table 1's split)")
     w.add_argument("name", choices=sorted(sweeps.SWEEPS))
     w.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
     w.add_argument("--runs", default=None, help="folder of the run directories and sweep.json (default: runs/sweep-NAME)")

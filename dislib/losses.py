@@ -246,6 +246,20 @@ def uniform_target_cross_entropy(logits: Tensor) -> Tensor:
     return -torch.log_softmax(logits, dim=1).mean(1)
 
 
+def mean_target_squared_error(predictions: Tensor) -> Tensor:
+    r"""Squared distance of a regressor's predictions of a standardised target from its mean, 0.
+
+    .. math:: \mathcal L_{adv} = \frac1D \sum_{j=1}^{D} R_j(z)^2
+
+    The regression form of :func:`uniform_target_cross_entropy`: a regressor ``R`` that predicts
+    a target standardised over the batch (mean 0, standard deviation 1 in each of its ``D``
+    dimensions) from a code that knows nothing of it can do no better than predict its mean, so the
+    code's encoder minimises this to leave the regressor nothing to read. Not in any of the three
+    papers of this book; used by the Ruiz et al. chapter's target regressor.
+    """
+    return predictions.pow(2).mean(1)
+
+
 BANDWIDTHS = (0.5, 1.0, 2.0, 4.0)
 
 

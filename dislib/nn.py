@@ -294,6 +294,14 @@ class CodeClassifier(nn.Sequential):
         super().__init__(nn.BatchNorm1d(dim, affine=False), MLP((dim, hidden, num_classes)))
 
 
+class CodeRegressor(CodeClassifier):
+    """``R(c)``: :class:`CodeClassifier`'s network read as a regression, ``outputs`` numbers per code
+    (an adversary that predicts one code from another)."""
+
+    def __init__(self, dim: int, outputs: int, hidden: int = 256) -> None:
+        super().__init__(dim, outputs, hidden)
+
+
 # The networks of Ruiz et al. (2019, App. D): 3x3 convolutions, pixel norm, LeakyReLU(0.2), average
 # pooling down and nearest-neighbour upsampling (the Progressive GAN's blocks, Karras et al. 2018).
 LEAK = 0.2

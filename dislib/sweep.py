@@ -1,12 +1,15 @@
 """A trade-off curve over a model's settings: ``python -m dislib sweep zheng-mnist``.
 
 A *sweep* trains one model on one dataset at its own full budget for several settings (the
-*points* of the curve, :data:`SWEEPS`), each with several seeds, and measures every run with the
-book's leak protocol (:func:`dislib.evaluate.leak_report`): MLP and linear probes fitted afresh on
-the codes of 10,000 training images and tested on 10,000 test images, on the means and on samples
-of each code, beside the KL of each code in nats and the swap ratio of ``z``. A point whose ``z``
-carries almost nothing (swap ratio below :data:`EMPTY_SWAP`) is marked ``empty``: its low leak
-is a code with nothing in it, not a split.
+*points* of the curve, :data:`SWEEPS`; a point may train another model of the same family), each
+with several seeds, and measures every run (:data:`MEASURES`). ``"leak"`` is the book's leak
+protocol (:func:`dislib.evaluate.leak_report`): MLP and linear probes fitted afresh on the codes of
+10,000 training images and tested on 10,000 test images, on the means and on samples of each code,
+beside the KL of each code in nats and the swap ratio of ``z``. ``"split"`` is Table 1's split of
+a reference-based model (:func:`dislib.split.style_split`): the style read from ``e`` and from
+``z`` by regressions fitted on 5,000 test images and scored on the next 5,000, beside what the
+codes still carry. A point whose ``z`` carries almost nothing (swap ratio below :data:`EMPTY_SWAP`)
+is marked ``empty``: its low leak is a code with nothing in it, not a split.
 
 Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``
 and the run's history of held-out metrics); a finished run is reused, an unfinished one resumed.
@@ -26,10 +29,15 @@ import torch
 from dislib import data, settings
 from dislib.compare import map_runs, stored_result
 from dislib.compare_table import spread, spread_cell
+from dislib.data.base import LabelledData
+from dislib.data.styled import regression_sets
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
+from dislib.models.base import Model
+from dislib.models.ruiz import BOTH_REGRESSORS, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import table
+from dislib.split import style_split
 from dislib.train import METRICS, RunDirectoryError, fit, load_model, write_json
 
 EVALUATION = "evaluation.json"
@@ -40,21 +48,26 @@ EMPTY_SWAP = 1.1
 
 @dataclass(frozen=True)
 class Point:
-    """One setting of the curve: its name, run key, the model settings and whether it is the paper's."""
+    """One setting of the curve: its name, run key, the model settings, whether it is the paper's, and
+    the model it trains where that is not the sweep's."""
 
     name: str
     key: str
     settings: dict[str, Any] = field(default_factory=dict)
     faithful: bool = False
+    model: str | None = None
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A model, the dataset it trains on, and the points of its curve."""
+    """A model, the dataset it trains on, the points of its curve, what each run is measured with
+    (:data:`MEASURES`) and the training loop's mode (``None``: exact, ``"fast"``: see :func:`dislib.train.fit`)."""
 
     model: str
     dataset: str
     points: tuple[Point, ...]
+    measure: str = "leak"
+    mode: str | None = None
 
 
 SWEEPS = {
@@ -65,6 +78,16 @@ SWEEPS = {
         Point("strong C_z, z 32, weight 3", "strong-z32-w3", {**STRONG_ADVERSARY, "unspecified_dim": 32, "code_adversary_weight": 3.0}),
         Point("strong C_z, z 100", "strong-z100", STRONG_ADVERSARY),
     )),
+    "ruiz-styled-mnist": Sweep("rbvae", "styled-mnist", (
+        Point("Rb-VAE", "rbvae", {}, faithful=True),
+        Point("sRb-VAE", "srbvae", {}, faithful=True, model="srbvae"),
+        Point("Rb-VAE + target regressor 1,000", "rbvae-target-1000", {**TARGET_REGRESSOR, "target_adversary_weight": 1_000.0}),
+        Point("Rb-VAE + target regressor 10,000", "rbvae-target", TARGET_REGRESSOR),
+        Point("Rb-VAE + both regressors 10,000", "rbvae-both", BOTH_REGRESSORS),
+        Point("Rb-VAE + target regressor 10,000, common 1,000", "rbvae-both-1000",
+              {**BOTH_REGRESSORS, "common_adversary_weight": 1_000.0}),
+        Point("sRb-VAE + target regressor 10,000", "srbvae-target", TARGET_REGRESSOR, model="srbvae"),
+    ), measure="split", mode="fast"),
 }
 
 
@@ -125,12 +148,13 @@ def run(
     tasks = [(point, seed) for point in chosen for seed in plan.seeds]
     args = [(sweep, point, seed, plan, folder, device, restart) for point, seed in tasks]
     results = map_runs(_run_one, args, jobs, plan.threads, progress, desc=name)
-    summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "budget": settings.budget(budget),
-               "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
+    summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "measure": sweep.measure, "mode": sweep.mode,
+               "budget": settings.budget(budget), "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
     for point in chosen:
         mine = [r for (p, _), r in zip(tasks, results) if p == point]
         stats = spread([{k: v for k, v in r.items() if k != "history"} for r in mine])
-        summary["points"][point.name] = {"key": point.key, "settings": point.settings, "faithful": point.faithful,
+        summary["points"][point.name] = {"key": point.key, "model": point.model or sweep.model,
+                                         "settings": point.settings, "faithful": point.faithful,
                                          "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
                                          "runs": mine, **stats}
     write_json(folder / "sweep.json", summary)
@@ -148,19 +172,17 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
         return stored
     train, test = data.load(sweep.dataset, "train"), data.load(sweep.dataset, "test")
     settings.seed_everything(seed)
-    model = MODELS[sweep.model].for_dataset(train, **point.settings)
+    model = MODELS[point.model or sweep.model].for_dataset(train, **point.settings)
     try:
         history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False,
-                      resume=not restart)
+                      resume=not restart, mode=sweep.mode)
     except RunDirectoryError as error:
         raise RunDirectoryError(f"{error}. A sweep keeps each run in a folder of --runs (here {out}) and resumes only "
                                 "its own runs: give --runs another folder (one per budget and sweep), delete that run, "
                                 "or replace it with --restart") from error
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
-    probe_set = slice(0, plan.probe_size)
-    with torch.no_grad():
-        measured = leak_report(model, train.subset(probe_set), test.subset(probe_set), seed)
+    measured = MEASURES[sweep.measure](model, sweep.dataset, train, test, plan.probe_size, seed)
     result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "probe_size": plan.probe_size, **measured,
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
               "history": {"steps": history.steps, "metrics": history.metrics}}
@@ -168,24 +190,51 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     return result
 
 
+def _leak(model: Model, dataset: str, train: LabelledData, test: LabelledData, size: int, seed: int) -> dict[str, float]:
+    """The book's leak protocol (:func:`dislib.evaluate.leak_report`) on ``size`` training and test images."""
+    with torch.no_grad():
+        return leak_report(model, train.subset(slice(0, size)), test.subset(slice(0, size)), seed)
+
+
+def _split(model: Model, dataset: str, train: LabelledData, test: LabelledData, size: int, seed: int) -> dict[str, float]:
+    """Table 1's split (:func:`dislib.split.style_split`): regressions fitted on ``size / 2`` test images
+    and scored on the next ``size / 2``, the digit read from each code, 500 reference digits drawn."""
+    fit_set, score_set = regression_sets(data.load(dataset, "test", label="digit"), size // 2)
+    reference = train.images[train.labels == model.config.reference_label][:500]
+    return style_split(model, fit_set, score_set, reference, seed)
+
+
+MEASURES = {"leak": _leak, "split": _split}
+"""How a sweep measures each run: the leak of the label from ``z`` (probes), or Table 1's split of the style."""
+
 COLUMNS = {
     "z_mlp_mean": "z: MLP accuracy, means", "z_linear_mean": "z: linear accuracy, means",
     "z_mlp_sample": "z: MLP accuracy, samples", "z_linear_sample": "z: linear accuracy, samples",
     "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio", "s_mlp_mean": "s: MLP accuracy",
     "s_linear_mean": "s: linear accuracy", "chance_accuracy": "chance accuracy", "seconds": "seconds",
 }
-"""The table's columns: the key in ``sweep.json`` and the name shown (accuracies of the digit, in percent)."""
+"""The leak table's columns: the key in ``sweep.json`` and the name shown (accuracies of the digit, in percent)."""
+
+SPLIT_COLUMNS = {
+    "e_mae": "e: style MAE", "e_colour": "e: colour", "e_scale": "e: scale", "e_width": "e: width",
+    "z_ratio": "z / chance", "z_colour_ratio": "z: colour / chance", "z_scale_ratio": "z: scale / chance",
+    "z_width_ratio": "z: width / chance", "z_mlp_ratio": "z / chance (MLP)", "z_kl_nats": "KL of z (nats)",
+    "z_digit_mlp": "z: digit accuracy (MLP)", "e_digit_mlp": "e: digit accuracy (MLP)", "swap_ratio": "swap ratio",
+    "reference_stroke_drawn": "reference stroke drawn", "seconds": "seconds",
+}
+"""The split table's columns (:func:`dislib.split.style_split`): errors in range units, ratios to chance, digit accuracies in percent."""
 
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     """The sweep as a table of ``mean ± std`` over seeds, one row per point, the paper's marked and
     points whose ``z`` is empty flagged."""
+    split = summary.get("measure", "leak") == "split"
     rows = {}
     for name, point in summary["points"].items():
         row = {"settings": "the paper's" if point["faithful"] else "extension", "z empty": "yes" if point["empty"] else "no"}
-        for key, column in COLUMNS.items():
+        for key, column in (SPLIT_COLUMNS if split else COLUMNS).items():
             if key in point["mean"]:
-                accuracy = key.endswith(("_mean", "_sample", "accuracy"))
+                accuracy = key.endswith("_mlp") if split else key.endswith(("_mean", "_sample", "accuracy"))
                 row[column] = spread_cell(key, point["mean"][key], point["std"][key], len(point["runs"]), accuracy)
         rows[name] = row
     return table(rows, label="point (mean ± std over seeds)")

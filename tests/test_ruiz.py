@@ -592,3 +592,41 @@ def test_target_zoom_lets_e_set_the_size_and_is_trained_with_the_autoencoder(cls
     before = model.zoom.log_factor.weight.detach().clone()
     model.train().train_step(batch_of(model, data))
     assert not torch.equal(model.zoom.log_factor.weight, before)
+
+
+def test_mean_target_squared_error_is_the_mean_square_of_the_prediction():
+    predictions = torch.tensor([[1.0, -3.0], [0.0, 0.0]])
+    assert losses.mean_target_squared_error(predictions).tolist() == [5.0, 0.0]  # (1 + 9) / 2, and 0 at the mean
+
+
+@pytest.mark.parametrize("cls", [RbVAE, SRbVAE])
+def test_the_code_regressors_wait_for_their_start_learn_and_push_only_the_code_they_read(cls):
+    model = small(cls, target_adversary_weight=10.0, common_adversary_weight=10.0, regressor_steps=3, extension_start=1)
+    batch = batch_of(model)
+    assert not {"gradient_share_target_adversarial", "gradient_share_common_adversarial"} & set(model.diagnose(batch))
+    before = {name: [p.detach().clone() for p in r.parameters()] for name, r in model.regressors.items()}
+    out = model.train_step(batch)
+    assert 0 < out["target_regressor"].item() and 0 < out["common_regressor"].item()
+    for name, regressor in model.regressors.items():  # each regressor learns on its own optimiser
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], regressor.parameters()))
+    shares = model.diagnose(batch)
+    assert shares["gradient_share_target_adversarial"] > 0 and shares["gradient_share_common_adversarial"] > 0
+    x, x_reference = model.check_batch(batch)
+    terms = model.reconstruction_terms(x, x_reference, model.posterior_samples(x, x_reference))
+    assert terms["target_adversarial"].shape == terms["common_adversarial"].shape == (len(x),)
+    for term, pushed, kept in (("target_adversarial", "unspecified_encoder", "specified_encoder"),
+                               ("common_adversarial", "specified_encoder", "unspecified_encoder")):
+        grads = torch.autograd.grad(terms[term].sum(), [*_parameters(model, pushed), *_parameters(model, kept)],
+                                    retain_graph=True, allow_unused=True)
+        n = len(_parameters(model, pushed))
+        assert any(g is not None and g.abs().sum() > 0 for g in grads[:n])  # the code it reads is pushed
+        assert all(g is None or g.abs().sum() == 0 for g in grads[n:])  # the code it predicts is only its target
+    paper = small(cls)
+    assert len(paper.regressors) == 0 and paper.regressor_updates(x) == {}  # weights 0: the paper
+
+
+def test_the_regressors_refuse_impossible_settings():
+    with pytest.raises(ValueError, match="regressor_steps is a number of updates per step"):
+        RbVAEConfig(regressor_steps=0)
+    with pytest.raises(ValueError, match="target_adversary_weight must be >= 0"):
+        RbVAEConfig(target_adversary_weight=-1.0)

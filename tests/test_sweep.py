@@ -10,6 +10,7 @@ from dislib import compare, data, sweep, viz
 from dislib.data.base import ImageDataset
 from dislib.models import Zheng
 from dislib.train import RunDirectoryError
+from tests.test_compare import fake_styled  # noqa: F401 (a fixture)
 
 TINY = sweep.SweepBudget("smoke", seeds=(0, 1), probe_size=60, jobs=1)
 SMALL = dict(widths=(4, 4, 8, 8), hidden_width=8, discriminator_widths=(4, 8, 8), discriminator_hidden=8,
@@ -113,3 +114,42 @@ def test_the_command_prints_each_points_means(fake_mnist, tmp_path, capsys):
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper", "--restart"]) == 0
     assert (tmp_path / "paper-seed0" / "checkpoint.pt").stat().st_mtime_ns != stamp  # trained anew
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "huge"]) == 2
+
+
+RUIZ_SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=4)
+RUIZ_TOY = sweep.Sweep("rbvae", "styled-mnist", (
+    sweep.Point("Rb-VAE", "rbvae", RUIZ_SMALL, faithful=True),
+    sweep.Point("Rb-VAE + both regressors", "both", {**RUIZ_SMALL, **sweep.BOTH_REGRESSORS, "extension_start": 1}),
+), measure="split", mode="fast")
+
+
+def test_a_split_sweep_measures_table_1s_split_and_what_z_still_carries(fake_styled, monkeypatch, tmp_path):
+    monkeypatch.setitem(sweep.BUDGETS, "smoke", TINY)
+    monkeypatch.setitem(sweep.SWEEPS, "ruiz-toy", RUIZ_TOY)
+    summary = sweep.run("ruiz-toy", "smoke", tmp_path, progress=False)
+    assert summary["measure"] == "split" and summary["mode"] == "fast"
+    point = summary["points"]["Rb-VAE + both regressors"]
+    for key in ("e_mae", "z_ratio", "z_scale_ratio", "z_mlp_ratio", "z_kl_nats", "z_digit_mlp", "e_digit_mlp",
+                "swap_ratio", "reference_stroke_drawn", "chance_mae"):
+        assert key in point["mean"]
+    run = point["runs"][0]
+    assert run["z_ratio"] == pytest.approx(run["z_mae"] / run["chance_mae"])
+    assert 0.0 <= run["z_digit_mlp"] <= 1.0 and 0.0 <= run["reference_stroke_drawn"] <= 1.0
+    assert "target_regressor" in run["history"]["metrics"][-1] or "gradient_share_target_adversarial" in run["history"]["metrics"][-1]
+    shown = sweep.summary_table(summary)
+    assert list(shown.index) == ["Rb-VAE", "Rb-VAE + both regressors"]
+    assert shown.loc["Rb-VAE", "z: digit accuracy (MLP)"].endswith("%") and "±" in shown.loc["Rb-VAE", "z / chance"]
+    assert "z: MLP accuracy, means" not in shown.columns  # the leak columns belong to leak sweeps
+    figure = viz.plot_split_sweep(summary, paper={"Rb-VAE": (0.98, 0.070)})
+    assert len(figure.axes) == 2 and "Rb-VAE (paper)" in [t.get_text() for t in figure.legends[0].get_texts()]
+    leak = {"points": {"p": {"mean": {"swap_ratio": 2.0}, "std": {}, "faithful": True, "empty": False}}}
+    with pytest.raises(KeyError, match="measure='split'"):
+        viz.plot_split_sweep(leak)
+
+
+def test_the_ruiz_sweep_names_the_papers_models_and_the_extensions():
+    ruiz = sweep.SWEEPS["ruiz-styled-mnist"]
+    assert ruiz.measure == "split" and set(sweep.MEASURES) == {"leak", "split"}
+    faithful = {p.model or ruiz.model for p in ruiz.points if p.faithful}
+    assert faithful == {"rbvae", "srbvae"} and all(not p.settings for p in ruiz.points if p.faithful)
+    assert all(p.settings.get("target_adversary_weight") for p in ruiz.points if not p.faithful)

@@ -143,6 +143,9 @@ def test_checkpoint_of_another_model_or_configuration_is_refused(tmp_path):
         other.restore(state)
     with pytest.raises(ValueError, match="another configuration"):
         fit(other, tiny_images(), budget=BUDGET, out=tmp_path, progress=False)
+    state["config"]["a_setting_since_removed"] = 5  # a checkpoint of an older dislib: the setting is named
+    with pytest.raises(ValueError, match=r"'a_setting_since_removed': \(5, 'absent'\)"):
+        _vae().restore(state)
 
 
 def test_load_model_from_an_empty_folder_says_what_to_do(tmp_path):

@@ -38,7 +38,16 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models.base import Codes, gradient_shares, register
 from dislib.models.base.ruiz import RUIZ_LAPTOP_DISCRIMINATORS, RUIZ_LAPTOP_SYMMETRIC, RuizConfig, RuizModel, SymmetricKLConfig, ruiz_presets
-from dislib.nn import CodeClassifier, Zoom, reparameterize
+from dislib.nn import CodeClassifier, CodeRegressor, Zoom, reparameterize
+
+
+TARGET_REGRESSOR = dict(target_adversary_weight=10_000.0, extension_start=1_000)
+"""Ours, an extension: the target regressor of weight 10,000 from step 1,000 (:class:`ReferenceConfig`):
+``z`` is asked to forget what ``e`` says."""
+
+BOTH_REGRESSORS = dict(**TARGET_REGRESSOR, common_adversary_weight=10_000.0)
+"""Ours, an extension: both code regressors of weight 10,000 from step 1,000: ``z`` forgets what ``e``
+says and ``e`` what ``z`` says."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,20 @@ class ReferenceConfig(RuizConfig):
         ``reference_cycle_weight`` the code NLL ``-log q(z | x_s)`` (``z`` should read back from
         them). Together they leave ``z`` only what a reference image shows: a ``z`` holding the size
         would draw the reference image small, or read back full size.
+    target_adversary_weight, common_adversary_weight, regressor_steps
+        **Extension, not in the paper** (0 = the paper): code regressors, MLPs on the posterior means
+        of the unlabelled images (:class:`dislib.nn.CodeRegressor`), each learning to predict one code
+        from the other, standardised over the batch, ``regressor_steps`` updates per step. With
+        ``target_adversary_weight``, the *target regressor* ``R(mu_z)`` predicts ``e`` and the encoder
+        of ``z`` minimises that weight times the square of its prediction
+        (:func:`dislib.losses.mean_target_squared_error`; from a ``z`` that knows nothing of ``e``
+        the best prediction is ``e``'s mean): ``z`` is asked to forget what ``e`` says. With
+        ``common_adversary_weight``, the *common regressor* ``R'(mu_e)`` predicts ``z`` and the encoder
+        of ``e`` is asked the same of ``z``. Each regressor's target is detached: a code is pushed only
+        by the regressor that reads it.
     extension_start
-        Steps before the set classifier's and the reference swap's terms apply (the set classifier
-        learns from the first step): from the start, the encoders answer them by emptying ``z``,
+        Steps before the set classifier's, the code regressors' and the reference swap's terms apply
+        (the adversaries learn from the first step): from the start, the encoders answer them by emptying ``z``,
         before the reference branch has learnt to draw.
     target_zoom
         **Extension, not in the paper** (False = the paper): ``G(z, e)``'s output is zoomed about its
@@ -97,6 +117,9 @@ class ReferenceConfig(RuizConfig):
     set_adversary_steps: int = 5
     reference_swap_weight: float = 0.0
     reference_cycle_weight: float = 0.0
+    target_adversary_weight: float = 0.0
+    common_adversary_weight: float = 0.0
+    regressor_steps: int = 5
     extension_start: int = 0
     target_zoom: bool = False
 
@@ -109,8 +132,9 @@ class ReferenceConfig(RuizConfig):
                              f"got {self.reference_label}")
         if self.extension_start < 0:
             raise ValueError(f"extension_start is a number of steps (>= 0), got {self.extension_start}")
-        if self.set_adversary_steps < 1:
-            raise ValueError(f"set_adversary_steps is a number of updates per step (>= 1), got {self.set_adversary_steps}")
+        for name in ("set_adversary_steps", "regressor_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} is a number of updates per step (>= 1), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -203,6 +227,10 @@ def extension_parts(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[s
         parts["reference_swap"] = config.reference_swap_weight * terms["reference_swap"].mean()
     if config.reference_cycle_weight and "reference_cycle" in terms:
         parts["reference_cycle"] = config.reference_cycle_weight * terms["reference_cycle"].mean()
+    for code in ("target", "common"):
+        weight = getattr(config, f"{code}_adversary_weight")
+        if weight and f"{code}_adversarial" in terms:
+            parts[f"{code}_adversarial"] = weight * terms[f"{code}_adversarial"].mean()
     return parts
 
 
@@ -277,6 +305,11 @@ class ReferenceVAE(RuizModel):
         if c.set_adversary_weight:
             self.set_classifier = CodeClassifier(c.unspecified_dim, 2, hidden=64)
             self.optimizers["set_classifier"] = self.adam(list(self.set_classifier.parameters()))
+        self.regressors = nn.ModuleDict({name: CodeRegressor(reads, predicts, hidden=64) for name, weight, reads, predicts in (
+            ("target_regressor", c.target_adversary_weight, c.unspecified_dim, c.specified_dim),
+            ("common_regressor", c.common_adversary_weight, c.specified_dim, c.unspecified_dim)) if weight})
+        for name, regressor in self.regressors.items():
+            self.optimizers[name] = self.adam(list(regressor.parameters()))
         self._sets: tuple[Tensor, Tensor, Tensor] | None = None
 
     # the shared interface ----------------------------------------------------------------------
@@ -395,10 +428,16 @@ class ReferenceVAE(RuizModel):
         if c.set_mmd_weight:
             is_reference = torch.arange(len(e), device=e.device) >= len(x)
             terms["set_mmd"] = losses.class_mmd(posterior["mu_z"], is_reference.long()).expand(len(x))
-        extending = (c.set_adversary_weight or c.reference_swap_weight or c.reference_cycle_weight) and bool(
-            self.steps_done >= c.extension_start)  # one read of the step counter (a device sync on a GPU)
+        extending = (c.set_adversary_weight or self.regressors or c.reference_swap_weight
+                     or c.reference_cycle_weight) and bool(self.steps_done >= c.extension_start)  # one device sync
         if extending and c.set_adversary_weight:
             terms["set_adversarial"] = losses.uniform_target_cross_entropy(self.set_classifier(posterior["mu_z"]))
+        if extending and "target_regressor" in self.regressors:
+            prediction = self.regressors["target_regressor"](posterior["mu_z"][: len(x)])
+            terms["target_adversarial"] = losses.mean_target_squared_error(prediction)
+        if extending and "common_regressor" in self.regressors:
+            prediction = self.regressors["common_regressor"](posterior["mu_e"])
+            terms["common_adversarial"] = losses.mean_target_squared_error(prediction)
         if extending and (c.reference_swap_weight or c.reference_cycle_weight):
             z = posterior["z"][: len(x)]
             swapped = losses.location(self.decoder_output(self.reference_codes(len(x)).to(z.dtype), z), c.likelihood)
@@ -421,6 +460,27 @@ class ReferenceVAE(RuizModel):
             loss = nn.functional.cross_entropy(self.set_classifier(mu_z), is_reference)
             self.optimizer_step("set_classifier", loss)
         return {"set_classifier": loss}
+
+    def regressor_updates(self, x: Tensor) -> dict[str, Tensor]:
+        """The extension's code regressors (``target_adversary_weight``, ``common_adversary_weight``):
+        ``regressor_steps`` updates of each on the current posterior means of the unlabelled images,
+        the target regressor from ``z`` to ``e``, the common regressor from ``e`` to ``z``, the code
+        it predicts standardised over the batch. Returns each one's last loss, ``target_regressor``
+        and ``common_regressor`` (1: it reads nothing, 0: it reads its code exactly; ``{}`` for the
+        paper's models)."""
+        if not self.regressors:
+            return {}
+        with torch.no_grad(), self.autocast():
+            means = {"z": self.unspecified_encoder(x)[0].float(), "e": self.specified_encoder(x)[0].float()}
+        reads = {"target_regressor": ("z", "e"), "common_regressor": ("e", "z")}
+        losses_ = {}
+        for name, regressor in self.regressors.items():
+            features, target = (means[code] for code in reads[name])
+            target = (target - target.mean(0)) / (target.std(0) + 1e-6)
+            for _ in range(self.config.regressor_steps):
+                losses_[name] = (regressor(features) - target).pow(2).mean()
+                self.optimizer_step(name, losses_[name])
+        return losses_
 
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """The parts of the encoders' and generator's objective on one batch (scalars that add up to it)."""
@@ -505,7 +565,7 @@ class RbVAE(ReferenceVAE):
             terms = self.bound_terms(x, x_reference)
             objective = rbvae_objective(terms, self.config)
         self.optimizer_step("autoencoder", objective)
-        adversary = self.set_adversary_update(x, x_reference)
+        adversary = self.set_adversary_update(x, x_reference) | self.regressor_updates(x)
         self.steps_done += 1
         return self.report({**terms, "objective": objective, **adversary})
 
@@ -606,7 +666,7 @@ class SRbVAE(ReferenceVAE):
             reference_discriminator_loss = losses.density_ratio_loss(*logits.split(len(x_reference))).mean()
         self.optimizer_step("reference_discriminator", reference_discriminator_loss)
 
-        adversary = self.set_adversary_update(x, x_reference)  # the extension's set classifier, where set
+        adversary = self.set_adversary_update(x, x_reference) | self.regressor_updates(x)  # the extensions' players, where set
         self.steps_done += 1
         return self.report({**terms, "objective": objective, "discriminator": discriminator_loss,
                             "reference_discriminator": reference_discriminator_loss, **adversary})

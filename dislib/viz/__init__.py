@@ -25,7 +25,7 @@ Each module draws one kind of picture; every name is also here, as ``dislib.viz.
 - :mod:`~dislib.viz.histories`: training curves (``plot_history``), the adversary's lag
   (``plot_adversary_lag``), gradient shares (``plot_gradient_shares``), a comparison's budgets
   (``plot_budget_curves``).
-- :mod:`~dislib.viz.tradeoff`: a sweep's leak trade-off (``plot_tradeoff``), a reference-based split (``plot_split``),
+- :mod:`~dislib.viz.tradeoff`: a sweep's leak trade-off (``plot_tradeoff``), a reference-based split (``plot_split``; over a sweep, ``plot_split_sweep``),
   a comparison's leak against its cost (``plot_leak_cost``).
 - ``_common``: what they share (checks of image tensors, the model calls, a table of images).
 """
@@ -39,7 +39,7 @@ from dislib.viz.histories import plot_adversary_lag, plot_budget_curves, plot_gr
 from dislib.viz.latents import DecodeFn, latent_manifold, latent_scatter, latent_slider, unspecified_decoder
 from dislib.viz.retrieval import nearest_neighbours, retrieval_figure
 from dislib.viz.sliders import FrameFn, SliderPanel, SliderRange, code_slider, every_label, side_by_side
-from dislib.viz.tradeoff import plot_leak_cost, plot_split, plot_tradeoff
+from dislib.viz.tradeoff import plot_leak_cost, plot_split, plot_split_sweep, plot_tradeoff
 
 __all__ = [
     "CELL_INCHES", "HEADER_GAP", "DecodeFn", "FrameFn",
@@ -49,5 +49,5 @@ __all__ = [
     "unspecified_decoder", "latent_scatter", "latent_manifold", "latent_slider",
     "SliderRange", "SliderPanel", "side_by_side", "every_label", "code_slider",
     "plot_history", "plot_adversary_lag", "plot_gradient_shares", "plot_budget_curves",
-    "plot_split", "plot_tradeoff", "plot_leak_cost",
+    "plot_split", "plot_split_sweep", "plot_tradeoff", "plot_leak_cost",
 ]

@@ -88,6 +88,51 @@ def plot_split(rows: Mapping[str, Mapping[str, float]]) -> Figure:
     return fig
 
 
+def plot_split_sweep(summary: Mapping[str, Any], paper: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """Table 1's split over a sweep of reference-based models, and what it costs the codes.
+
+    ``summary`` is what :func:`dislib.sweep.run` returns for a sweep measured with Table 1's split
+    (:func:`dislib.split.style_split`). Each marker is a point's mean over its seeds, bars one standard
+    deviation; the paper's objectives are squares, extensions circles, a point whose ``z`` the decoder
+    hardly uses (``empty``) is hollow. Left: the style error from ``e`` (range units) against the
+    style error from ``z`` over chance (1: ``z`` reads none of it), with ``paper``'s models as stars
+    (``{name: (z / chance, MAE from e)}``). Right: the digit an MLP probe reads from ``z`` (filled) and
+    from ``e`` (cross) against the same ratio: the digit is the common factor, which ``z`` should
+    keep and ``e`` should not take.
+    """
+    points = summary["points"]
+    if not points:
+        raise ValueError("the sweep has no points: run dislib.sweep.run first")
+    missing = [name for name, p in points.items() if "z_ratio" not in p["mean"]]
+    if missing:
+        raise KeyError(f"points {missing} have no split (z_ratio): plot_split_sweep reads a sweep measured with "
+                       "measure='split'; for a leak sweep use plot_tradeoff")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    for i, (name, point) in enumerate(points.items()):
+        mean, std, colour = point["mean"], point["std"], f"C{i}"
+        style = dict(marker="s" if point["faithful"] else "o", markersize=9, color=colour, linestyle="none", capsize=3,
+                     mfc="white" if point["empty"] else colour)
+        axes[0].errorbar(mean["z_ratio"], mean["e_mae"], xerr=std["z_ratio"], yerr=std["e_mae"], label=name, **style)
+        axes[1].errorbar(mean["z_ratio"], 100 * mean["z_digit_mlp"], xerr=std["z_ratio"], yerr=100 * std["z_digit_mlp"], **style)
+        axes[1].errorbar(mean["z_ratio"], 100 * mean["e_digit_mlp"], yerr=100 * std["e_digit_mlp"], marker="x",
+                         markersize=9, color=colour, linestyle="none", capsize=3)
+    for name, (ratio, error) in (paper or {}).items():
+        axes[0].plot(ratio, error, marker="*", markersize=13, color="grey", linestyle="none", label=f"{name} (paper)")
+    chance = np.mean([p["mean"]["digit_chance"] for p in points.values()])
+    axes[1].axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    axes[0].set_ylabel("style MAE from e (range units; lower: e reads it better)", fontsize=10)
+    axes[1].set_ylabel("digit read by an MLP probe (%)", fontsize=10)
+    axes[1].set_title("filled: from z, cross: from e", fontsize=10)
+    for ax in axes:
+        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("style error from z / chance (1: z reads none of it)", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=9, loc="center left")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+    plt.close(fig)
+    return fig
+
+
 def plot_leak_cost(summary: Mapping[str, Any]) -> Figure:
     """Who takes the digit out of the style code, and at what price: one marker per run of a comparison.
 

@@ -350,7 +350,7 @@ class Model(nn.Module):
         defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
         saved = {**{k: v for k, v in defaults.items() if k not in checkpoint["config"]}, **checkpoint["config"]}
         if saved != mine:
-            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+            diff = {k: (saved.get(k, "absent"), mine.get(k, "absent")) for k in {**saved, **mine} if saved.get(k) != mine.get(k)}
             raise ValueError(
                 f"this checkpoint was trained with another configuration (checkpoint, model): {diff}; "
                 "build the model from the checkpoint's config (dislib.load_model), or train anew with "

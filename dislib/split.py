@@ -1,0 +1,96 @@
+"""Table 1's split for a reference-based model (Ruiz et al. 2019): what ``e`` and ``z`` each read of
+the style, and what ``z`` still carries.
+
+Ruiz et al. read the style factors from each code with linear regressions (Sec. 5.3, Table 1):
+the target code ``e`` should read them well, the common code ``z`` at chance. :func:`style_split`
+measures both in each factor's range units (the paper's, see :func:`dislib.evaluate.factor_ranges`)
+beside the chance level, adds an MLP regression from ``z`` (a reader that a factor bent out of
+linear reach does not escape), and, because a code that carries nothing also reads nothing, what
+``z`` still carries: its KL in nats, the digit an MLP probe reads from it (and from ``e``), how much worse an image
+is rebuilt with the ``z`` of another image of the same digit, and how much of a reference digit's
+stroke the reference branch draws.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPRegressor
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+
+from dislib import evaluate, losses
+from dislib.data.base import LabelledData
+from dislib.models.base import Disentangler
+
+COLOUR = ("R", "G", "B")
+
+
+def regress_mlp(train_features: Tensor, train_targets: Tensor, test_features: Tensor, test_targets: Tensor,
+                seed: int = 0) -> Tensor:
+    """Mean absolute test error of each target column under an MLP regressor (one hidden layer of 256
+    units, early stopping on 10% of the training rows), features and targets standardised with the
+    training set's statistics, as :func:`dislib.evaluate.probe` does for classes. Returns ``[targets]``."""
+    if len(train_features) != len(train_targets) or len(test_features) != len(test_targets):
+        raise ValueError(f"features and targets differ in length: train {len(train_features)} vs {len(train_targets)}, "
+                         f"test {len(test_features)} vs {len(test_targets)}")
+    if len(train_features) < 20:
+        raise ValueError(f"the MLP regressor needs at least 20 training rows (early stopping), got {len(train_features)}")
+    features, targets = StandardScaler().fit(train_features.numpy()), StandardScaler().fit(train_targets.numpy())
+    regressor = MLPRegressor(hidden_layer_sizes=(256,), early_stopping=True, max_iter=300, random_state=seed)
+    with warnings.catch_warnings():  # a regressor stopped at its iteration limit is still a reading
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        regressor.fit(features.transform(train_features.numpy()), targets.transform(train_targets.numpy()))
+    predicted = targets.inverse_transform(regressor.predict(features.transform(test_features.numpy())).reshape(len(test_features), -1))
+    return torch.from_numpy(np.abs(predicted - test_targets.numpy()).mean(0)).float()
+
+
+def _colour(errors: dict[str, float]) -> float:
+    return sum(errors[f] for f in COLOUR) / len(COLOUR)
+
+
+@torch.no_grad()
+def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, reference_images: Tensor,
+                seed: int = 0) -> dict[str, float]:
+    """Table 1's split of a reference-based model, and what its ``z`` still carries.
+
+    ``fit`` and ``score`` are styled-mnist images with their factors and *digit* labels
+    (:func:`dislib.data.styled.regression_sets` of the test split loaded with ``label="digit"``):
+    regressions and probes are fitted on ``fit`` and scored on ``score``. ``reference_images`` are
+    training reference digits for :meth:`~dislib.models.ruiz.ReferenceVAE.reference_stroke`.
+
+    Returns, errors in range units (:func:`dislib.evaluate.regress_codes` with ``in_ranges``):
+    ``e_mae`` (Table 1's average from ``e``), ``e_colour``, ``e_scale``, ``e_width``; ``z_mae``;
+    ``z_ratio`` (``z_mae`` over the chance error ``chance_mae``: 1 is a ``z`` that reads none of
+    the style), ``z_colour_ratio``, ``z_scale_ratio``, ``z_width_ratio``; the same ratios from an MLP
+    regressor (:func:`regress_mlp`), ``z_mlp_ratio`` and ``z_mlp_scale_ratio``; and what ``z``
+    carries: ``z_kl_nats``, ``z_digit_mlp`` (accuracy of an MLP probe reading the digit from the
+    means of ``z``, beside ``digit_chance``; ``e_digit_mlp`` the same from ``e``, which should read
+    little of it: the digit is the common factor), ``swap_ratio`` (:func:`dislib.evaluate.swap_ratio`,
+    same-digit partners), ``reference_stroke_drawn``.
+    """
+    chance = evaluate.chance_errors(fit, score, in_ranges=True)
+    linear = evaluate.regress_codes(model, fit, score, in_ranges=True)
+    codes = {name: evaluate.encode_dataset(model, data) for name, data in (("fit", fit), ("score", score))}
+    ranges = evaluate.factor_ranges(score)
+    mlp = regress_mlp(codes["fit"].unspecified, fit.factors.cpu(), codes["score"].unspecified, score.factors.cpu(), seed)
+    mlp = dict(zip(score.factor_names, (mlp / ranges).tolist()))
+    ratio = {f: linear["z"][f] / chance[f] for f in score.factor_names}
+    digit = {code: evaluate.probe(getattr(codes["fit"], code), fit.labels.cpu(), getattr(codes["score"], code),
+                                  score.labels.cpu(), seed) for code in ("specified", "unspecified")}
+    kl = losses.kl_normal_standard(codes["score"].unspecified, codes["score"].unspecified_logvar).mean()
+    return {
+        "e_mae": linear["s"]["mean"], "e_colour": _colour(linear["s"]), "e_scale": linear["s"]["scale"],
+        "e_width": linear["s"]["width"], "z_mae": linear["z"]["mean"], "chance_mae": chance["mean"],
+        "z_ratio": linear["z"]["mean"] / chance["mean"], "z_colour_ratio": _colour(ratio),
+        "z_scale_ratio": ratio["scale"], "z_width_ratio": ratio["width"],
+        "z_mlp_ratio": sum(mlp.values()) / len(mlp) / chance["mean"],
+        "z_mlp_scale_ratio": mlp["scale"] / chance["scale"],
+        "z_kl_nats": float(kl), "z_digit_mlp": 1.0 - digit["unspecified"].test_error,
+        "e_digit_mlp": 1.0 - digit["specified"].test_error, "digit_chance": 1.0 - digit["unspecified"].chance_error,
+        "swap_ratio": evaluate.swap_ratio(model, score, seed, codes=codes["score"]),
+        "reference_stroke_drawn": model.reference_stroke(reference_images.to(model.device)),
+    }
