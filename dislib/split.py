@@ -72,6 +72,16 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
     little of it: the digit is the common factor), ``swap_ratio`` (:func:`dislib.evaluate.swap_ratio`,
     same-digit partners), ``reference_stroke_drawn``.
     """
+    if not hasattr(model, "reference_stroke"):
+        raise ValueError(f"style_split measures a reference-based model (rbvae, srbvae); {model.name} has no reference "
+                         "branch: for a model with one code, read its latents with dislib.evaluate.regress_codes")
+    for name, data in (("fit", fit), ("score", score)):
+        if not isinstance(data, LabelledData):
+            raise TypeError(f"style_split's {name} is a {type(data).__name__}, not images with factors and digits: pass "
+                            "dislib.data.styled.regression_sets(dislib.data.load('styled-mnist', 'test', label='digit'))")
+        if data.num_classes != 10:
+            raise ValueError(f"style_split reads the digit from each code, but {name} has {data.num_classes} classes: "
+                             "load the images with their digits, dislib.data.load('styled-mnist', 'test', label='digit')")
     chance = evaluate.chance_errors(fit, score, in_ranges=True)
     linear = evaluate.regress_codes(model, fit, score, in_ranges=True)
     codes = {name: evaluate.encode_dataset(model, data) for name, data in (("fit", fit), ("score", score))}
