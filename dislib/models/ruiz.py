@@ -216,7 +216,11 @@ def extension_parts(terms: dict[str, Tensor], config: ReferenceConfig) -> dict[s
     (:func:`dislib.losses.class_mmd`), and ``{"set_adversarial": w' * L_adv}`` with
     ``w' = set_adversary_weight``, the mean over both sets of
     :math:`L_{adv} = -\tfrac12 \sum_{y} \log C(y \mid \mu_z(x))`
-    (:func:`dislib.losses.uniform_target_cross_entropy`).
+    (:func:`dislib.losses.uniform_target_cross_entropy`); the reference swap's ``reference_swap``
+    and ``reference_cycle``; and the code regressors' ``{"target_adversarial": w_t * L_R}`` and
+    ``{"common_adversarial": w_c * L_R'}``, the mean over the unlabelled images of
+    :math:`L_R = \tfrac1D \sum_j R_j(\mu_z(x))^2` and :math:`L_{R'} = \tfrac1D \sum_j R'_j(\mu_e(x))^2`
+    (:func:`dislib.losses.mean_target_squared_error`).
     """
     parts = {}
     if config.set_mmd_weight:
