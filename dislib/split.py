@@ -62,7 +62,8 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
     regressions and probes are fitted on ``fit`` and scored on ``score``. ``reference_images`` are
     training reference digits for :meth:`~dislib.models.ruiz.ReferenceVAE.reference_stroke`.
 
-    Returns, errors in range units (:func:`dislib.evaluate.regress_codes` with ``in_ranges``):
+    Returns, errors in range units (as :func:`dislib.evaluate.regress_codes` with ``in_ranges``, on
+    codes encoded once for every reader):
     ``e_mae`` (Table 1's average from ``e``), ``e_colour``, ``e_scale``, ``e_width``; ``z_mae``;
     ``z_ratio`` (``z_mae`` over the chance error ``chance_mae``: 1 is a ``z`` that reads none of
     the style), ``z_colour_ratio``, ``z_scale_ratio``, ``z_width_ratio``; the same ratios from an MLP
@@ -83,11 +84,15 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
             raise ValueError(f"style_split reads the digit from each code, but {name} has {data.num_classes} classes: "
                              "load the images with their digits, dislib.data.load('styled-mnist', 'test', label='digit')")
     chance = evaluate.chance_errors(fit, score, in_ranges=True)
-    linear = evaluate.regress_codes(model, fit, score, in_ranges=True)
     codes = {name: evaluate.encode_dataset(model, data) for name, data in (("fit", fit), ("score", score))}
     ranges = evaluate.factor_ranges(score)
-    mlp = regress_mlp(codes["fit"].unspecified, fit.factors.cpu(), codes["score"].unspecified, score.factors.cpu(), seed)
-    mlp = dict(zip(score.factor_names, (mlp / ranges).tolist()))
+
+    def errors(regressor, code: str) -> dict[str, float]:  # regressor's MAE from ``code``, range units, as regress_codes
+        mae = regressor(getattr(codes["fit"], code), fit.factors.cpu(), getattr(codes["score"], code), score.factors.cpu()) / ranges
+        return {**dict(zip(score.factor_names, mae.tolist())), "mean": float(mae.mean())}
+
+    linear = {"s": errors(evaluate.regress, "specified"), "z": errors(evaluate.regress, "unspecified")}
+    mlp = errors(lambda *sets: regress_mlp(*sets, seed=seed), "unspecified")
     ratio = {f: linear["z"][f] / chance[f] for f in score.factor_names}
     digit = {code: evaluate.probe(getattr(codes["fit"], code), fit.labels.cpu(), getattr(codes["score"], code),
                                   score.labels.cpu(), seed) for code in ("specified", "unspecified")}
@@ -97,7 +102,7 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
         "e_width": linear["s"]["width"], "z_mae": linear["z"]["mean"], "chance_mae": chance["mean"],
         "z_ratio": linear["z"]["mean"] / chance["mean"], "z_colour_ratio": _colour(ratio),
         "z_scale_ratio": ratio["scale"], "z_width_ratio": ratio["width"],
-        "z_mlp_ratio": sum(mlp.values()) / len(mlp) / chance["mean"],
+        "z_mlp_ratio": mlp["mean"] / chance["mean"],
         "z_mlp_scale_ratio": mlp["scale"] / chance["scale"],
         "z_kl_nats": float(kl), "z_digit_mlp": 1.0 - digit["unspecified"].test_error,
         "e_digit_mlp": 1.0 - digit["specified"].test_error, "digit_chance": 1.0 - digit["unspecified"].chance_error,
