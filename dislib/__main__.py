@@ -82,7 +82,8 @@ def _typed(key: str, value: object, default: object) -> object:
         return float(value)
     if type(value) is not type(default):
         example = json.dumps(list(default) if isinstance(default, tuple) else default)
-        raise ValueError(f"setting {key} takes a {type(default).__name__} like {key}={example}, got {value!r}")
+        kind = type(default).__name__
+        raise ValueError(f"setting {key} takes {'an' if kind[0] in 'aeiou' else 'a'} {kind} like {key}={example}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"setting {key} must be a finite number, got {value!r}: give a value like {key}={default!r}")
     return value

@@ -291,6 +291,7 @@ def test_model_settings_reach_the_config_and_unknown_ones_are_listed(tiny_datase
     ("widths=abc", "setting widths takes a tuple like widths=["),
     ("image_size=64", "image_size comes from the dataset, not from --set"),
     ("beta=true", "setting beta takes a float like beta=1.0, got True"),
+    ("latent_dim=2.5", "setting latent_dim takes an int like latent_dim="),
     ("beta=Infinity", "setting beta must be a finite number, got inf"),
     ("beta=NaN", "setting beta must be a finite number, got nan"),
 ])
