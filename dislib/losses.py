@@ -246,14 +246,20 @@ def uniform_target_cross_entropy(logits: Tensor) -> Tensor:
     return -torch.log_softmax(logits, dim=1).mean(1)
 
 
+def standardised(codes: Tensor) -> Tensor:
+    r"""Each dimension of a batch of codes ``[N, D]`` at mean 0 and standard deviation 1 over the batch,
+    :math:`(c - \bar c) / (s_c + 10^{-6})`, so that shrinking a direction does not hide it."""
+    return (codes - codes.mean(0)) / (codes.std(0) + 1e-6)
+
+
 def mean_target_squared_error(predictions: Tensor) -> Tensor:
     r"""Squared distance of a regressor's predictions of a standardised target from its mean, 0.
 
     .. math:: \mathcal L_{adv} = \frac1D \sum_{j=1}^{D} R_j(z)^2
 
     The regression form of :func:`uniform_target_cross_entropy`: a regressor ``R`` that predicts
-    a target standardised over the batch (mean 0, standard deviation 1 in each of its ``D``
-    dimensions) from a code that knows nothing of it can do no better than predict its mean, so the
+    a target standardised over the batch (:func:`standardised`: mean 0, standard deviation 1 in each
+    of its ``D`` dimensions) from a code that knows nothing of it can do no better than predict its mean, so the
     code's encoder minimises this to leave the regressor nothing to read. Not in any of the three
     papers of this book; used by the Ruiz et al. chapter's target regressor.
     """
@@ -286,7 +292,7 @@ def class_mmd(codes: Tensor, labels: Tensor, marginals: bool = True, bandwidths:
     Variational Fair Autoencoder (Louizos et al. 2016, Sec. 2.3) removes a nuisance variable from
     a latent code with an MMD penalty; it is not in any of the three papers of this book.
     """
-    standard = (codes - codes.mean(0)) / (codes.std(0) + 1e-6)
+    standard = standardised(codes)
     classes, counts = labels.unique(return_counts=True)
     kept = classes[counts >= 2]
     if len(kept) == 0:

@@ -597,6 +597,8 @@ def test_target_zoom_lets_e_set_the_size_and_is_trained_with_the_autoencoder(cls
 def test_mean_target_squared_error_is_the_mean_square_of_the_prediction():
     predictions = torch.tensor([[1.0, -3.0], [0.0, 0.0]])
     assert losses.mean_target_squared_error(predictions).tolist() == [5.0, 0.0]  # (1 + 9) / 2, and 0 at the mean
+    standard = losses.standardised(torch.tensor([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]]))
+    assert torch.allclose(standard[:, 0], torch.tensor([-1.0, 0.0, 1.0])) and torch.equal(standard[:, 1], torch.zeros(3))
 
 
 @pytest.mark.parametrize("cls", [RbVAE, SRbVAE])

@@ -480,7 +480,7 @@ class ReferenceVAE(RuizModel):
         losses_ = {}
         for name, regressor in self.regressors.items():
             features, target = (means[code] for code in reads[name])
-            target = (target - target.mean(0)) / (target.std(0) + 1e-6)
+            target = losses.standardised(target)
             for _ in range(self.config.regressor_steps):
                 losses_[name] = (regressor(features) - target).pow(2).mean()
                 self.optimizer_step(name, losses_[name])
