@@ -54,13 +54,16 @@ def _colour(errors: dict[str, float]) -> float:
 
 @torch.no_grad()
 def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, reference_images: Tensor,
-                seed: int = 0) -> dict[str, float]:
+                probe_train: LabelledData, seed: int = 0) -> dict[str, float]:
     """Table 1's split of a reference-based model, and what its ``z`` still carries.
 
     ``fit`` and ``score`` are styled-mnist images with their factors and *digit* labels
     (:func:`dislib.data.styled.regression_sets` of the test split loaded with ``label="digit"``):
-    regressions and probes are fitted on ``fit`` and scored on ``score``. ``reference_images`` are
-    training reference digits for :meth:`~dislib.models.ruiz.ReferenceVAE.reference_stroke`.
+    regressions are fitted on ``fit`` and scored on ``score``. ``reference_images`` are training
+    reference digits for :meth:`~dislib.models.ruiz.ReferenceVAE.reference_stroke`. The digit probes
+    (the book's leak protocol) are fitted on the codes of ``probe_train``, training images with their
+    digits that are not references (10,000 in the book), and tested on those of ``fit`` and ``score``
+    together (the 10,000 test images).
 
     Returns, errors in range units (as :func:`dislib.evaluate.regress_codes` with ``in_ranges``, on
     codes encoded once for every reader):
@@ -68,7 +71,7 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
     ``z_ratio`` (``z_mae`` over the chance error ``chance_mae``: 1 is a ``z`` that reads none of
     the style), ``z_colour_ratio``, ``z_scale_ratio``, ``z_width_ratio``; the same ratios from an MLP
     regressor (:func:`regress_mlp`), ``z_mlp_ratio`` and ``z_mlp_scale_ratio``; and what ``z``
-    carries: ``z_kl_nats``, ``z_digit_mlp`` (accuracy of an MLP probe reading the digit from the
+    carries: ``z_kl_nats``, ``z_digit_mlp`` (test accuracy of an MLP probe reading the digit from the
     means of ``z``, beside ``digit_chance``; ``e_digit_mlp`` the same from ``e``, which should read
     little of it: the digit is the common factor), ``swap_ratio`` (:func:`dislib.evaluate.swap_ratio`,
     same-digit partners), ``reference_stroke_drawn``.
@@ -76,7 +79,7 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
     if not hasattr(model, "reference_stroke"):
         raise ValueError(f"style_split measures a reference-based model (rbvae, srbvae); {model.name} has no reference "
                          "branch: for a model with one code, read its latents with dislib.evaluate.regress_codes")
-    for name, data in (("fit", fit), ("score", score)):
+    for name, data in (("fit", fit), ("score", score), ("probe_train", probe_train)):
         if not isinstance(data, LabelledData):
             raise TypeError(f"style_split's {name} is a {type(data).__name__}, not images with factors and digits: pass "
                             "dislib.data.styled.regression_sets(dislib.data.load('styled-mnist', 'test', label='digit'))")
@@ -84,7 +87,8 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
             raise ValueError(f"style_split reads the digit from each code, but {name} has {data.num_classes} classes: "
                              "load the images with their digits, dislib.data.load('styled-mnist', 'test', label='digit')")
     chance = evaluate.chance_errors(fit, score, in_ranges=True)
-    codes = {name: evaluate.encode_dataset(model, data) for name, data in (("fit", fit), ("score", score))}
+    codes = {name: evaluate.encode_dataset(model, data) for name, data in (("fit", fit), ("score", score),
+                                                                            ("probe_train", probe_train))}
     ranges = evaluate.factor_ranges(score)
 
     def errors(regressor, code: str) -> dict[str, float]:  # regressor's MAE from ``code``, range units, as regress_codes
@@ -94,8 +98,10 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
     linear = {"s": errors(evaluate.regress, "specified"), "z": errors(evaluate.regress, "unspecified")}
     mlp = errors(lambda *sets: regress_mlp(*sets, seed=seed), "unspecified")
     ratio = {f: linear["z"][f] / chance[f] for f in score.factor_names}
-    digit = {code: evaluate.probe(getattr(codes["fit"], code), fit.labels.cpu(), getattr(codes["score"], code),
-                                  score.labels.cpu(), seed) for code in ("specified", "unspecified")}
+    tested = torch.cat([fit.labels.cpu(), score.labels.cpu()])
+    digit = {code: evaluate.probe(getattr(codes["probe_train"], code), probe_train.labels.cpu(),
+                                  torch.cat([getattr(codes["fit"], code), getattr(codes["score"], code)]), tested, seed)
+             for code in ("specified", "unspecified")}
     kl = losses.kl_normal_standard(codes["score"].unspecified, codes["score"].unspecified_logvar).mean()
     return {
         "e_mae": linear["s"]["mean"], "e_colour": _colour(linear["s"]), "e_scale": linear["s"]["scale"],

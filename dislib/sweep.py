@@ -8,7 +8,7 @@ protocol (:func:`dislib.evaluate.leak_report`): MLP and linear probes fitted afr
 beside the KL of each code in nats and the swap ratio of ``z``. ``"split"`` is Table 1's split of
 a reference-based model (:func:`dislib.split.style_split`): the style read from ``e`` and from
 ``z`` by regressions fitted on 5,000 test images and scored on the next 5,000, beside what the
-codes still carry. A point whose ``z`` carries almost nothing (swap ratio below :data:`EMPTY_SWAP`)
+codes still carry (the digit read from each code by probes fitted on 10,000 training codes). A point whose ``z`` carries almost nothing (swap ratio below :data:`EMPTY_SWAP`)
 is marked ``empty``: its low leak is a code with nothing in it, not a split.
 
 Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``
@@ -41,7 +41,9 @@ from dislib.split import style_split
 from dislib.train import METRICS, RunDirectoryError, fit, load_model, write_json
 
 EVALUATION = "evaluation.json"
-PROTOCOL_VERSION = 1  # bump when a measurement changes: stored evaluations of another version are redone
+PROTOCOL_VERSIONS = {"leak": 1, "split": 2}
+"""Each measurement's version: bump it when the measurement changes, and stored evaluations of another
+version are measured again (split 2: the digit probes fitted on 10,000 training codes)."""
 EMPTY_SWAP = 1.1
 """A swap ratio below this marks a ``z`` that the decoder hardly uses: the setting emptied it."""
 
@@ -168,7 +170,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     out = folder / f"{point.key}-seed{seed}"
     stored = {} if restart else stored_result(out / EVALUATION)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
-            PROTOCOL_VERSION, seed, plan.probe_size):
+            PROTOCOL_VERSIONS[sweep.measure], seed, plan.probe_size):
         return stored
     train, test = data.load(sweep.dataset, "train"), data.load(sweep.dataset, "test")
     settings.seed_everything(seed)
@@ -183,7 +185,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     trained = json.loads((out / METRICS).read_text())
     model = load_model(out, device)
     measured = MEASURES[sweep.measure](model, sweep.dataset, train, test, plan.probe_size, seed)
-    result = {"protocol_version": PROTOCOL_VERSION, "seed": seed, "probe_size": plan.probe_size, **measured,
+    result = {"protocol_version": PROTOCOL_VERSIONS[sweep.measure], "seed": seed, "probe_size": plan.probe_size, **measured,
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
               "history": {"steps": history.steps, "metrics": history.metrics}}
     write_json(out / EVALUATION, result)
@@ -198,10 +200,12 @@ def _leak(model: Model, dataset: str, train: LabelledData, test: LabelledData, s
 
 def _split(model: Model, dataset: str, train: LabelledData, test: LabelledData, size: int, seed: int) -> dict[str, float]:
     """Table 1's split (:func:`dislib.split.style_split`): regressions fitted on ``size / 2`` test images
-    and scored on the next ``size / 2``, the digit read from each code, 500 reference digits drawn."""
+    and scored on the next ``size / 2``; the digit probes fitted on ``size`` training images that are
+    not references and tested on those test images; 500 reference digits drawn."""
     fit_set, score_set = regression_sets(data.load(dataset, "test", label="digit"), size // 2)
-    reference = train.images[train.labels == model.config.reference_label][:500]
-    return style_split(model, fit_set, score_set, reference, seed)
+    is_reference = train.labels == model.config.reference_label
+    probe_train = data.load(dataset, "train", label="digit").subset(torch.nonzero(~is_reference).squeeze(1)[:size])
+    return style_split(model, fit_set, score_set, train.images[is_reference][:500], probe_train, seed)
 
 
 MEASURES = {"leak": _leak, "split": _split}

@@ -164,13 +164,17 @@ def test_style_split_refuses_what_it_cannot_measure_with_the_fix(fake_styled):
     fit_set, score_set = regression_sets(digits, 40)
     model = MODELS["rbvae"].for_dataset(train, **RUIZ_SMALL)
     reference = train.images[train.labels == 1][:8]
-    with pytest.raises(ValueError, match="has 2 classes: load the images with their digits"):
-        style_split(model, *regression_sets(data.load("styled-mnist", "test"), 40), reference)
+    probe_train = data.load("styled-mnist", "train", label="digit")
+    with pytest.raises(ValueError, match="fit has 2 classes: load the images with their digits"):
+        style_split(model, *regression_sets(data.load("styled-mnist", "test"), 40), reference, probe_train)
+    with pytest.raises(ValueError, match="probe_train has 2 classes"):
+        style_split(model, fit_set, score_set, reference, train)
     with pytest.raises(ValueError, match="ruizvae has no reference branch"):
-        style_split(MODELS["ruizvae"].for_dataset(train, widths=(4, 8), latent_dim=3), fit_set, score_set, reference)
+        style_split(MODELS["ruizvae"].for_dataset(train, widths=(4, 8), latent_dim=3), fit_set, score_set, reference,
+                    probe_train)
     with pytest.raises(TypeError, match="is a Tensor, not images with factors and digits"):
-        style_split(model, fit_set.images, score_set, reference)
+        style_split(model, fit_set.images, score_set, reference, probe_train)
     with pytest.raises(ValueError, match="at least 20 training rows"):
         regress_mlp(torch.zeros(10, 2), torch.zeros(10, 1), torch.zeros(5, 2), torch.zeros(5, 1))
-    measured = style_split(model.eval(), fit_set, score_set, reference)
+    measured = style_split(model.eval(), fit_set, score_set, reference, probe_train)
     assert measured["chance_mae"] > 0 and measured["z_ratio"] == pytest.approx(measured["z_mae"] / measured["chance_mae"])
