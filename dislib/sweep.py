@@ -13,7 +13,10 @@ is marked ``empty``: its low leak is a code with nothing in it, not a split.
 
 Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``
 and the run's history of held-out metrics); a finished run is reused, an unfinished one resumed.
-``sweep.json`` in ``RUNS`` holds every run and each point's mean and spread over the seeds.
+``sweep.json`` in ``RUNS`` holds every run and each point's mean and spread over the seeds. A sweep
+of some points (``--point``) keeps there the other points of an earlier ``sweep.json`` of the same
+protocol (:func:`kept_points`): a point added to a sweep trains alone into the summary of the others,
+even where their runs are no longer on disk.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from dislib.models.ruiz import BOTH_REGRESSORS, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import table
 from dislib.split import style_split
-from dislib.train import METRICS, RunDirectoryError, fit, load_model, write_json
+from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, write_json
 
 EVALUATION = "evaluation.json"
 PROTOCOL_VERSIONS = {"leak": 1, "split": 2}
@@ -152,15 +155,44 @@ def run(
     results = map_runs(_run_one, args, jobs, plan.threads, progress, desc=name)
     summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "measure": sweep.measure, "mode": sweep.mode,
                "budget": settings.budget(budget), "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
+    measured = {}
     for point in chosen:
         mine = [r for (p, _), r in zip(tasks, results) if p == point]
         stats = spread([{k: v for k, v in r.items() if k != "history"} for r in mine])
-        summary["points"][point.name] = {"key": point.key, "model": point.model or sweep.model,
-                                         "settings": point.settings, "faithful": point.faithful,
-                                         "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
-                                         "runs": mine, **stats}
+        measured[point.name] = {"key": point.key, "model": point.model or sweep.model,
+                                "settings": point.settings, "faithful": point.faithful,
+                                "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
+                                "runs": mine, **stats}
+    kept = kept_points(folder / "sweep.json", summary, sweep)
+    summary["points"] = {p.name: measured.get(p.name, kept.get(p.name)) for p in sweep.points if p.name in measured | kept}
     write_json(folder / "sweep.json", summary)
     return summary
+
+
+def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, dict]:
+    """The points of an earlier ``sweep.json`` at ``path`` that a run of fewer points keeps beside its own:
+    those measured under the same sweep, budget, protocol and training mode, with the settings and model
+    their point still has and the current measurement version (:data:`PROTOCOL_VERSIONS`). So that
+    points added to a sweep can be trained alone, into the summary of the others (which need not be
+    on disk); anything else in the file is dropped, and a damaged file is an error naming it."""
+    if not path.exists():
+        return {}
+    earlier = read_json(path, "delete it (the runs it summarises are measured again from their folders), or move "
+                        "it out of --runs", keys=("points",))
+    same = ("sweep", "dataset", "measure", "mode", "budget", "protocol")
+    if any(earlier.get(k) != _as_stored(summary[k]) for k in same):
+        return {}
+    version = PROTOCOL_VERSIONS[sweep.measure]
+    points = {p.name: p for p in sweep.points}
+    return {name: point for name, point in earlier.get("points", {}).items()
+            if name in points and point.get("settings") == _as_stored(points[name].settings)
+            and point.get("model") == (points[name].model or sweep.model)
+            and all(r.get("protocol_version") == version for r in point.get("runs", []))}
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as a JSON file gives it back (tuples become lists), to compare it with what one holds."""
+    return json.loads(json.dumps(value))
 
 
 def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None,

@@ -178,3 +178,26 @@ def test_style_split_refuses_what_it_cannot_measure_with_the_fix(fake_styled):
         regress_mlp(torch.zeros(10, 2), torch.zeros(10, 1), torch.zeros(5, 2), torch.zeros(5, 1))
     measured = style_split(model.eval(), fit_set, score_set, reference, probe_train)
     assert measured["chance_mae"] > 0 and measured["z_ratio"] == pytest.approx(measured["z_mae"] / measured["chance_mae"])
+
+
+def test_a_sweep_of_some_points_keeps_the_other_points_of_the_summary_it_finds(fake_mnist, monkeypatch, tmp_path):
+    summary = sweep.run("toy", "smoke", tmp_path, progress=False)
+    stored = json.loads((tmp_path / "sweep.json").read_text())
+    for seed in (0, 1):  # the runs of "paper" are gone; its summary stays
+        for f in (tmp_path / f"paper-seed{seed}").iterdir():
+            f.unlink()
+        (tmp_path / f"paper-seed{seed}").rmdir()
+    again = sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)
+    assert list(again["points"]) == ["paper", "strong C_z"]  # the sweep's order
+    assert again["points"]["paper"] == stored["points"]["paper"] and not (tmp_path / "paper-seed0").exists()
+    changed = sweep.Sweep("zheng", "mnist", (sweep.Point("paper", "paper", {**SMALL, "unspecified_dim": 6}, faithful=True),
+                                             TOY.points[1]))
+    monkeypatch.setitem(sweep.SWEEPS, "toy", changed)  # a point whose settings changed is not kept
+    assert list(sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)["points"]) == ["strong C_z"]
+    monkeypatch.setitem(sweep.SWEEPS, "toy", TOY)
+    (tmp_path / "sweep.json").write_text(json.dumps(summary))
+    monkeypatch.setitem(sweep.BUDGETS, "smoke", sweep.SweepBudget("smoke", seeds=(0,), probe_size=60, jobs=1))
+    assert list(sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)["points"]) == ["strong C_z"]  # another protocol
+    (tmp_path / "sweep.json").write_text("{not json")
+    with pytest.raises(RunDirectoryError, match="sweep.json is damaged .*move it out of --runs"):
+        sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)
