@@ -39,7 +39,7 @@ from dislib.models import MODELS
 from dislib.models.base import Model
 from dislib.models.ruiz import BOTH_REGRESSORS, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
-from dislib.report import table
+from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_split
 from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, write_json
 
@@ -92,6 +92,13 @@ SWEEPS = {
         Point("Rb-VAE + target regressor 10,000, common 1,000", "rbvae-both-1000",
               {**BOTH_REGRESSORS, "common_adversary_weight": 1_000.0}),
         Point("sRb-VAE + target regressor 10,000", "srbvae-target", TARGET_REGRESSOR, model="srbvae"),
+        Point("Rb-VAE, z 16", "rbvae-z16", {"unspecified_dim": 16}),
+        Point("Rb-VAE, z 8", "rbvae-z8", {"unspecified_dim": 8}),
+        Point("Rb-VAE, z 4", "rbvae-z4", {"unspecified_dim": 4}),
+        Point("Rb-VAE, z 8 + common regressor 1,000", "rbvae-z8-common-1000",
+              {"unspecified_dim": 8, "common_adversary_weight": 1_000.0, "extension_start": 1_000}),
+        Point("sRb-VAE, z 16", "srbvae-z16", {"unspecified_dim": 16}, model="srbvae"),
+        Point("sRb-VAE, z 8", "srbvae-z8", {"unspecified_dim": 8}, model="srbvae"),
     ), measure="split", mode="fast"),
 }
 
@@ -243,12 +250,9 @@ def _split(model: Model, dataset: str, train: LabelledData, test: LabelledData, 
 MEASURES = {"leak": _leak, "split": _split}
 """How a sweep measures each run: the leak of the label from ``z`` (probes), or Table 1's split of the style."""
 
-COLUMNS = {
-    "z_mlp_mean": "z: MLP accuracy, means", "z_linear_mean": "z: linear accuracy, means",
-    "z_mlp_sample": "z: MLP accuracy, samples", "z_linear_sample": "z: linear accuracy, samples",
-    "z_kl_nats": "KL of z (nats)", "swap_ratio": "swap ratio", "s_mlp_mean": "s: MLP accuracy",
-    "s_linear_mean": "s: linear accuracy", "chance_accuracy": "chance accuracy", "seconds": "seconds",
-}
+COLUMNS = {**{key: LEAK_COLUMNS[key] for key in ("z_mlp_mean", "z_linear_mean", "z_mlp_sample", "z_linear_sample",
+                                                  "z_kl_nats", "swap_ratio", "s_mlp_mean")},
+           "s_linear_mean": "s: linear accuracy", "chance_accuracy": LEAK_COLUMNS["chance_accuracy"], "seconds": "seconds"}
 """The leak table's columns: the key in ``sweep.json`` and the name shown (accuracies of the digit, in percent)."""
 
 SPLIT_COLUMNS = {

@@ -72,6 +72,14 @@ def test_the_figures_read_a_sweep_and_a_run_history(fake_mnist, tmp_path):
         viz.plot_adversary_lag({"steps": [1], "metrics": [{"z_accuracy": 0.5}]})
     with pytest.raises(ValueError, match="no points"):
         viz.plot_tradeoff({"points": {}})
+    curves = viz.plot_sweep_curves(summary, "z_accuracy", ylabel="digit from z (quick)")
+    assert [ax.get_title() for ax in curves.axes] == ["paper", "strong C_z"]
+    assert [line.get_label() for line in curves.axes[1].lines] == ["seed 0", "seed 1"]
+    assert list(curves.axes[0].lines[0].get_xdata()) == run["history"]["steps"]
+    with pytest.raises(ValueError, match="no point .'nope'. in this sweep; its points are paper, strong C_z"):
+        viz.plot_sweep_curves(summary, "z_accuracy", points=["nope"])
+    with pytest.raises(KeyError, match="recorded no 's_factor_mae'; they recorded .*z_accuracy"):
+        viz.plot_sweep_curves(summary, "s_factor_mae")
 
 
 def test_a_damaged_measurement_is_named_and_a_run_of_another_budget_refused_with_the_fix(fake_mnist, monkeypatch, tmp_path):

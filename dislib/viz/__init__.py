@@ -24,7 +24,7 @@ Each module draws one kind of picture; every name is also here, as ``dislib.viz.
   ``every_label``, ``code_slider``).
 - :mod:`~dislib.viz.histories`: training curves (``plot_history``), the adversary's lag
   (``plot_adversary_lag``), gradient shares (``plot_gradient_shares``), a comparison's budgets
-  (``plot_budget_curves``).
+  (``plot_budget_curves``), a sweep's runs against the step (``plot_sweep_curves``).
 - :mod:`~dislib.viz.tradeoff`: a sweep's leak trade-off (``plot_tradeoff``), a reference-based split (``plot_split``; over a sweep, ``plot_split_sweep``),
   a comparison's leak against its cost (``plot_leak_cost``).
 - ``_common``: what they share (checks of image tensors, the model calls, a table of images).
@@ -35,7 +35,8 @@ from dislib.viz.grids import (
     conditional_sample_images, conditional_samples, image_grid, interpolation_grid, interpolation_images, named_rows,
     show_images, swap_grid, swap_images,
 )
-from dislib.viz.histories import plot_adversary_lag, plot_budget_curves, plot_gradient_shares, plot_history
+from dislib.viz.histories import (plot_adversary_lag, plot_budget_curves, plot_gradient_shares, plot_history,
+                                  plot_sweep_curves)
 from dislib.viz.latents import DecodeFn, latent_manifold, latent_scatter, latent_slider, unspecified_decoder
 from dislib.viz.retrieval import nearest_neighbours, retrieval_figure
 from dislib.viz.sliders import FrameFn, SliderPanel, SliderRange, code_slider, every_label, side_by_side
@@ -48,6 +49,6 @@ __all__ = [
     "nearest_neighbours", "retrieval_figure",
     "unspecified_decoder", "latent_scatter", "latent_manifold", "latent_slider",
     "SliderRange", "SliderPanel", "side_by_side", "every_label", "code_slider",
-    "plot_history", "plot_adversary_lag", "plot_gradient_shares", "plot_budget_curves",
+    "plot_history", "plot_adversary_lag", "plot_gradient_shares", "plot_budget_curves", "plot_sweep_curves",
     "plot_split", "plot_split_sweep", "plot_tradeoff", "plot_leak_cost",
 ]

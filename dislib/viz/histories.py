@@ -165,3 +165,40 @@ def plot_budget_curves(summary: Mapping[str, Any], columns: int = 4) -> Figure:
         ax.set_axis_off()
     plt.close(fig)
     return fig
+
+
+def plot_sweep_curves(summary: Mapping[str, Any], metric: str, points: Sequence[str] | None = None,
+                      columns: int = 4, ylabel: str | None = None) -> Figure:
+    """One held-out metric of a sweep's runs against the step: one panel per point, one line per seed.
+
+    ``summary`` is what :func:`dislib.sweep.run` returns (each run keeps the history of the metrics
+    the training loop recorded); ``metric`` names one of them (for a reference-based model
+    ``s_factor_mae``, the quick style error from ``e``); ``points`` picks some points by name.
+    Where a seed's curve sits flat and then drops, the model learnt that part of the style late.
+    """
+    chosen = list(summary["points"]) if points is None else list(points)
+    unknown = [name for name in chosen if name not in summary["points"]]
+    if unknown or not chosen:
+        raise ValueError(f"no point {unknown} in this sweep; its points are {', '.join(summary['points'])}")
+    cols = min(columns, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), layout="constrained", squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes.flat, chosen):
+        for i, run in enumerate(summary["points"][name]["runs"]):
+            history = run["history"]
+            values = [record.get(metric, math.nan) for record in history["metrics"]]
+            if all(math.isnan(v) for v in values):
+                raise KeyError(f"the runs of {name!r} recorded no {metric!r}; they recorded "
+                               f"{sorted({k for record in history['metrics'] for k in record})}")
+            ax.plot(history["steps"], values, marker="o", markersize=2.5, color=f"C{i}", label=f"seed {run['seed']}")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel(ylabel or metric, fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    for ax in axes.flat[len(chosen):]:
+        ax.set_axis_off()
+    plt.close(fig)
+    return fig
