@@ -170,7 +170,7 @@ def run(
                                 "settings": point.settings, "faithful": point.faithful,
                                 "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
                                 "runs": mine, **stats}
-    kept = kept_points(folder / "sweep.json", summary, sweep)
+    kept = kept_points(folder / "sweep.json", summary, sweep) if len(chosen) < len(sweep.points) else {}
     summary["points"] = {p.name: measured.get(p.name, kept.get(p.name)) for p in sweep.points if p.name in measured | kept}
     write_json(folder / "sweep.json", summary)
     return summary
@@ -191,7 +191,7 @@ def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, 
         return {}
     version = PROTOCOL_VERSIONS[sweep.measure]
     points = {p.name: p for p in sweep.points}
-    return {name: point for name, point in earlier.get("points", {}).items()
+    return {name: point for name, point in earlier["points"].items()
             if name in points and point.get("settings") == _as_stored(points[name].settings)
             and point.get("model") == (points[name].model or sweep.model)
             and all(r.get("protocol_version") == version for r in point.get("runs", []))}

@@ -214,3 +214,4 @@ def test_a_sweep_of_some_points_keeps_the_other_points_of_the_summary_it_finds(f
     (tmp_path / "sweep.json").write_text("{not json")
     with pytest.raises(RunDirectoryError, match="sweep.json is damaged .*move it out of --runs"):
         sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)
+    assert list(sweep.run("toy", "smoke", tmp_path, progress=False)["points"]) == ["paper", "strong C_z"]  # all: rewritten

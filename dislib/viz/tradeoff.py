@@ -11,6 +11,12 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 
+def _colour(i: int, n: int) -> str | tuple[float, ...]:
+    """The colour of the ``i``-th of ``n`` points: matplotlib's ten cycle colours, or twenty distinct
+    ones where there are more than ten points."""
+    return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
+
+
 def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     """The leak of ``code`` against what it still carries, one colour per point of a sweep.
 
@@ -29,7 +35,7 @@ def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     chance = np.mean([p["mean"]["chance_accuracy"] for p in points.values()])
     for ax, (x_key, x_label) in zip(axes, carried):
         for i, (name, point) in enumerate(points.items()):
-            mean, std, colour = point["mean"], point["std"], f"C{i}" if len(points) <= 10 else plt.get_cmap("tab20")(i % 20)
+            mean, std, colour = point["mean"], point["std"], _colour(i, len(points))
             label = f"{name}{' (z empty)' if point['empty'] else ''}"
             ax.errorbar(mean[x_key], 100 * mean[f"{code}_mlp_mean"], xerr=std[x_key], yerr=100 * std[f"{code}_mlp_mean"],
                         marker="s" if point["faithful"] else "o", markersize=9, color=colour,
@@ -109,7 +115,7 @@ def plot_split_sweep(summary: Mapping[str, Any], paper: Mapping[str, tuple[float
                        "measure='split'; for a leak sweep use plot_tradeoff")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     for i, (name, point) in enumerate(points.items()):
-        mean, std, colour = point["mean"], point["std"], f"C{i}" if len(points) <= 10 else plt.get_cmap("tab20")(i % 20)
+        mean, std, colour = point["mean"], point["std"], _colour(i, len(points))
         style = dict(marker="s" if point["faithful"] else "o", markersize=9, color=colour, linestyle="none", capsize=3,
                      mfc="white" if point["empty"] else colour)
         axes[0].errorbar(mean["z_ratio"], mean["e_mae"], xerr=std["z_ratio"], yerr=std["e_mae"], label=name, **style)
