@@ -157,11 +157,12 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is a file, not a folder of runs: give --runs a folder (it is made if missing)")
     folder.mkdir(parents=True, exist_ok=True)
+    summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "measure": sweep.measure, "mode": sweep.mode,
+               "budget": settings.budget(budget), "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
+    kept = kept_points(folder / "sweep.json", summary, sweep) if len(chosen) < len(sweep.points) else {}  # before training
     tasks = [(point, seed) for point in chosen for seed in plan.seeds]
     args = [(sweep, point, seed, plan, folder, device, restart) for point, seed in tasks]
     results = map_runs(_run_one, args, jobs, plan.threads, progress, desc=name)
-    summary = {"sweep": name, "model": sweep.model, "dataset": sweep.dataset, "measure": sweep.measure, "mode": sweep.mode,
-               "budget": settings.budget(budget), "protocol": asdict(plan), "empty_swap": EMPTY_SWAP, "points": {}}
     measured = {}
     for point in chosen:
         mine = [r for (p, _), r in zip(tasks, results) if p == point]
@@ -170,7 +171,6 @@ def run(
                                 "settings": point.settings, "faithful": point.faithful,
                                 "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
                                 "runs": mine, **stats}
-    kept = kept_points(folder / "sweep.json", summary, sweep) if len(chosen) < len(sweep.points) else {}
     summary["points"] = {p.name: measured.get(p.name, kept.get(p.name)) for p in sweep.points if p.name in measured | kept}
     write_json(folder / "sweep.json", summary)
     return summary
@@ -184,8 +184,8 @@ def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, 
     on disk); anything else in the file is dropped, and a damaged file is an error naming it."""
     if not path.exists():
         return {}
-    earlier = read_json(path, "delete it (the runs it summarises are measured again from their folders), or move "
-                        "it out of --runs", keys=("points",))
+    earlier = read_json(path, "delete it (a sweep of every point writes it anew from the run folders), or move it "
+                        "out of --runs", keys=("points",))
     same = ("sweep", "dataset", "measure", "mode", "budget", "protocol")
     if any(earlier.get(k) != _as_stored(summary[k]) for k in same):
         return {}

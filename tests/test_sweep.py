@@ -1,6 +1,7 @@
 """Trade-off sweeps (dislib.sweep), their command and their figures, on tiny fake digits."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -212,6 +213,8 @@ def test_a_sweep_of_some_points_keeps_the_other_points_of_the_summary_it_finds(f
     monkeypatch.setitem(sweep.BUDGETS, "smoke", sweep.SweepBudget("smoke", seeds=(0,), probe_size=60, jobs=1))
     assert list(sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)["points"]) == ["strong C_z"]  # another protocol
     (tmp_path / "sweep.json").write_text("{not json")
+    shutil.rmtree(tmp_path / "strong-seed0")
     with pytest.raises(RunDirectoryError, match="sweep.json is damaged .*move it out of --runs"):
         sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)
+    assert not (tmp_path / "strong-seed0").exists()  # said before any training
     assert list(sweep.run("toy", "smoke", tmp_path, progress=False)["points"]) == ["paper", "strong C_z"]  # all: rewritten
