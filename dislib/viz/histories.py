@@ -13,6 +13,18 @@ from matplotlib.figure import Figure
 from dislib.train import History
 
 
+def _panels(count: int, columns: int, size: tuple[float, float], sharey: bool = False) -> tuple[Figure, list]:
+    """A figure of ``count`` panels, ``columns`` to a row, each ``size`` inches: the figure and its
+    ``count`` axes in reading order (the grid's spare axes switched off)."""
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), layout="constrained", squeeze=False,
+                             sharey=sharey)
+    for ax in axes.flat[count:]:
+        ax.set_axis_off()
+    return fig, list(axes.flat[:count])
+
+
 def plot_history(
     history: History | Mapping[str, Any], keys: Sequence[str] | None = None, columns: int = 3, title: str = ""
 ) -> Figure:
@@ -34,17 +46,13 @@ def plot_history(
         if unknown:
             raise KeyError(f"no curve named {unknown} in the history; available: {sorted(curves)}")
         curves = {k: curves[k] for k in keys}
-    cols = min(columns, len(curves))
-    rows = math.ceil(len(curves) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), layout="constrained", squeeze=False)
-    for ax, (name, (kind, values)) in zip(axes.flat, curves.items()):
+    fig, axes = _panels(len(curves), columns, (3.2, 2.4))
+    for ax, (name, (kind, values)) in zip(axes, curves.items()):
         ax.plot(history.steps, values, marker="o", markersize=3, color="C0" if kind == "train" else "C1")
         ax.set_title(f"{name} ({kind})", fontsize=10)
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(curves) :]:
-        ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10)
     plt.close(fig)
@@ -108,10 +116,8 @@ def plot_gradient_shares(histories: Mapping[str, History | Mapping[str, Any]], c
             raise ValueError(f"the history of {label!r} has no gradient shares: they come from a model whose "
                              "diagnose() gives them (rbvae, srbvae), trained with an evaluation interval")
         runs[label] = (history, parts)
-    cols = min(columns, len(runs))
-    rows = math.ceil(len(runs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), layout="constrained", squeeze=False)
-    for ax, (label, (history, parts)) in zip(axes.flat, runs.items()):
+    fig, axes = _panels(len(runs), columns, (4.2, 3.2))
+    for ax, (label, (history, parts)) in zip(axes, runs.items()):
         shares = [[100 * m[k] for m in history.metrics] for k in parts]
         ax.stackplot(history.steps, shares, labels=[k.removeprefix("gradient_share_").replace("_", " ") for k in parts],
                      alpha=0.8)
@@ -121,8 +127,6 @@ def plot_gradient_shares(histories: Mapping[str, History | Mapping[str, Any]], c
         ax.set_ylabel("share of the gradient (%)", fontsize=10)
         ax.tick_params(labelsize=9)
         ax.legend(fontsize=8, loc="lower left")
-    for ax in axes.flat[len(runs) :]:
-        ax.set_axis_off()
     plt.close(fig)
     return fig
 
@@ -142,10 +146,8 @@ def plot_budget_curves(summary: Mapping[str, Any], columns: int = 4) -> Figure:
     if undated:
         raise ValueError(f"the runs of {undated} carry no evaluation history (results of an older protocol): "
                          "measure them again with python -m dislib compare")
-    cols = min(columns, len(methods))
-    rows = math.ceil(len(methods) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), layout="constrained", squeeze=False)
-    for ax, (name, method) in zip(axes.flat, methods.items()):
+    fig, axes = _panels(len(methods), columns, (3.3, 2.5))
+    for ax, (name, method) in zip(axes, methods.items()):
         changes = []
         for i, run in enumerate(method["runs"]):
             history, metric = run["history"], run["converged"]["metric"]
@@ -159,10 +161,8 @@ def plot_budget_curves(summary: Mapping[str, Any], columns: int = 4) -> Figure:
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes.flat[0].set_ylabel("style MAE of the style code (quick)", fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    for ax in axes.flat[len(methods):]:
-        ax.set_axis_off()
+    axes[0].set_ylabel("style MAE of the style code (quick)", fontsize=8)
+    axes[0].legend(fontsize=7)
     plt.close(fig)
     return fig
 
@@ -180,11 +180,8 @@ def plot_sweep_curves(summary: Mapping[str, Any], metric: str, points: Sequence[
     unknown = [name for name in chosen if name not in summary["points"]]
     if unknown or not chosen:
         raise ValueError(f"no point {unknown} in this sweep; its points are {', '.join(summary['points'])}")
-    cols = min(columns, len(chosen))
-    rows = math.ceil(len(chosen) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), layout="constrained", squeeze=False,
-                             sharey=True)
-    for ax, name in zip(axes.flat, chosen):
+    fig, axes = _panels(len(chosen), columns, (3.3, 2.5), sharey=True)
+    for ax, name in zip(axes, chosen):
         for i, run in enumerate(summary["points"][name]["runs"]):
             history = run["history"]
             values = [record.get(metric, math.nan) for record in history["metrics"]]
@@ -196,9 +193,7 @@ def plot_sweep_curves(summary: Mapping[str, Any], metric: str, points: Sequence[
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes.flat[0].set_ylabel(ylabel or metric, fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    for ax in axes.flat[len(chosen):]:
-        ax.set_axis_off()
+    axes[0].set_ylabel(ylabel or metric, fontsize=8)
+    axes[0].legend(fontsize=7)
     plt.close(fig)
     return fig
