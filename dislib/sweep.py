@@ -37,7 +37,7 @@ from dislib.data.styled import regression_sets
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.base import Model
-from dislib.models.ruiz import BOTH_REGRESSORS, TARGET_REGRESSOR
+from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_split
@@ -99,6 +99,9 @@ SWEEPS = {
               {"unspecified_dim": 8, "common_adversary_weight": 1_000.0, "extension_start": 1_000}),
         Point("sRb-VAE, z 16", "srbvae-z16", {"unspecified_dim": 16}, model="srbvae"),
         Point("sRb-VAE, z 8", "srbvae-z8", {"unspecified_dim": 8}, model="srbvae"),
+        Point("sRb-VAE + Eq. 3 for 1,000 steps", "srbvae-bound-1000", BOUND_START, model="srbvae"),
+        Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps", "srbvae-z8-bound-1000", {"unspecified_dim": 8, **BOUND_START},
+              model="srbvae"),
     ), measure="split", mode="fast"),
 }
 

@@ -12,7 +12,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.base import Model
-from dislib.models.ruiz import rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
+from dislib.models.ruiz import bound_parts, rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
 from dislib.nn import InputDrop, PixelNorm, Zoom, laplace_sample
 
 SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
@@ -350,8 +350,40 @@ def test_srbvae_step_follows_algorithm_1_and_each_player_steps_its_own_optimizer
     assert set(model.optimizers) == {"autoencoder", "discriminator", "reference_discriminator"}
     assert set(out) == {"adversarial", "reference_adversarial", "reconstruction", "reference_reconstruction",
                         "code_reconstruction", "reference_code_reconstruction", "objective", "discriminator",
-                        "reference_discriminator", "reference_stroke_drawn"}
+                        "reference_discriminator", "reference_stroke_drawn", "kl_e", "kl_z", "reference_kl_z"}
     assert all(torch.isfinite(v) for v in out.values()) and int(model.steps_done) == 1
+
+
+def test_srbvae_bound_steps_train_on_eq_3_first_and_the_game_after():
+    """The extension's first ``bound_steps`` steps: the encoders and generator minimise Rb-VAE's bound
+    (reconstructions + KLs, no adversarial or code term) while the discriminators step as usual."""
+    model = small(SRbVAE, bound_steps=2)
+    batch = batch_of(model)
+    x, x_reference = model.check_batch(batch)
+    objectives = []
+    for _ in range(3):
+        torch.manual_seed(3)
+        parts = model.objective_parts(x, x_reference)
+        torch.manual_seed(3)
+        terms = model.autoencoder_terms(x, x_reference)[0]
+        objectives.append((set(parts), terms))
+        before = _snapshot(model, ("discriminator",))
+        model.train_step(batch)
+        assert any(not torch.equal(a, b) for a, b in zip(before["discriminator"], _snapshot(model, ("discriminator",))["discriminator"]))
+    assert objectives[0][0] == objectives[1][0] == {"reconstruction", "kl"}
+    assert objectives[2][0] == {"adversarial", "reconstruction", "code_reconstruction"}
+    terms = objectives[0][1]
+    expected = (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()
+                + (terms["kl_z"] + terms["kl_e"]).mean() + terms["reference_kl_z"].mean())
+    assert sum(bound_parts(terms).values()).item() == pytest.approx(expected.item())
+
+
+def test_rbvae_objective_parts_are_the_bound_parts_with_its_weights():
+    terms = {k: torch.tensor([v]) for k, v in dict(reconstruction=10.0, reference_reconstruction=4.0, kl_e=3.0, kl_z=2.0,
+                                                   reference_kl_z=1.0).items()}
+    config = RbVAEConfig(reconstruction_weight=2.0, kl_weight=0.5, kl_z_weight=3.0)
+    assert {k: v.item() for k, v in rbvae_objective_parts(terms, config).items()} == {
+        k: v.item() for k, v in bound_parts(terms, 2.0, 0.5, 3.0).items()} == {"reconstruction": 28.0, "kl": 6.0}
 
 
 def test_each_srbvae_term_reaches_the_players_of_its_equation():
@@ -454,6 +486,7 @@ def test_images_outside_the_pixel_range_are_refused():
         (SRbVAEConfig, dict(adversarial_weight=-1.0), "adversarial_weight must be >= 0"),
         (SRbVAEConfig, dict(code_reconstruction_weight=float("nan")), "code_reconstruction_weight must be >= 0"),
         (SRbVAEConfig, dict(input_drop=1.0), r"input_drop is a probability in \[0, 1\)"),
+        (SRbVAEConfig, dict(bound_steps=-1), r"bound_steps is a number of steps \(>= 0\)"),
         (RbVAEConfig, dict(reference_label=2), "reference_label must be one of the 2 labels"),
         (RbVAEConfig, dict(pixel_scale=0.0), "pixel scale > 0"),
         (RbVAEConfig, dict(image_size=8), "need images of at least 16 pixels"),

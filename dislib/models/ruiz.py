@@ -49,6 +49,10 @@ BOTH_REGRESSORS = dict(**TARGET_REGRESSOR, common_adversary_weight=10_000.0)
 """Ours, an extension: both code regressors of weight 10,000 from step 1,000: ``z`` forgets what ``e``
 says and ``e`` what ``z`` says."""
 
+BOUND_START = dict(bound_steps=1_000)
+"""Ours, an extension of sRb-VAE: its first 1,000 steps on Rb-VAE's bound (Eq. 3), so that the game of
+Eq. 8 starts with both codes in use (:class:`SRbVAEConfig`)."""
+
 
 @dataclass(frozen=True)
 class ReferenceConfig(RuizConfig):
@@ -162,30 +166,51 @@ class SRbVAEConfig(SymmetricKLConfig, ReferenceConfig):
     ``d(x, z, e)`` and ``d'(x, z)`` and of the terms of Eq. 8 and Eq. 10 in
     :class:`dislib.models.base.ruiz.SymmetricKLConfig` (the code reconstructions are
     ``-log q(z|x) - log q(e|x)`` on generated images; the image reconstructions take
-    ``reconstruction_weight``)."""
+    ``reconstruction_weight``), and
+
+    Parameters
+    ----------
+    bound_steps
+        **Extension, not in the paper** (0 = the paper): for the first ``bound_steps`` steps the
+        encoders, the generator and ``e_r`` minimise Rb-VAE's bound (Eq. 3, :func:`bound_parts`)
+        instead of Eq. 8 plus Eq. 10; the discriminators learn from the first step, as in Algorithm 1.
+        From a fresh start, the game of Eq. 8 tends to empty one code within the first 500 steps
+        (the other then carries the image): the bound's two KLs keep both codes in use while the
+        reference branch learns to draw from ``z``, and the game takes over from there.
+    """
+
+    bound_steps: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_discriminators()
+        if self.bound_steps < 0:
+            raise ValueError(f"bound_steps is a number of steps (>= 0), got {self.bound_steps}")
 
 
-def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict[str, Tensor]:
-    r"""Eq. 3 in two parts, scalars that add up to :func:`rbvae_objective`: the reconstructions and the KLs,
-    each the mean over the unlabelled images plus that over the reference images.
+def bound_parts(terms: dict[str, Tensor], reconstruction_weight: float = 1.0, kl_weight: float = 1.0,
+                kl_z_weight: float = 1.0) -> dict[str, Tensor]:
+    r"""Eq. 3 in two parts, scalars: the reconstructions and the KLs, each the mean over the unlabelled
+    images plus that over the reference images.
 
     .. math::
         \underbrace{\mathbb E_{p_u}\big[w_r\,\mathrm{NLL}(x \mid z, e)\big] + \mathbb E_{p_r}\big[w_r\,\mathrm{NLL}(x \mid z, e_r)\big]}_{\text{reconstruction}}
         + \underbrace{\mathbb E_{p_u}\big[w_{KL}(w_z \mathrm{KL}_z + \mathrm{KL}_e)\big] + \mathbb E_{p_r}\big[w_{KL} w_z\,\mathrm{KL}_z\big]}_{\text{kl}}
 
-    (all weights 1 is the paper; ``w_z`` is the extension's ``kl_z_weight``), and the extensions'
-    parts where their weights are set (:func:`extension_parts`).
+    All weights 1 is the paper (``w_z`` is Rb-VAE's extension ``kl_z_weight``).
     """
-    w_rec, w_kl, w_z = config.reconstruction_weight, config.kl_weight, config.kl_z_weight
+    w_rec, w_kl, w_z = reconstruction_weight, kl_weight, kl_z_weight
     return {
         "reconstruction": w_rec * (terms["reconstruction"].mean() + terms["reference_reconstruction"].mean()),
         "kl": w_kl * ((w_z * terms["kl_z"] + terms["kl_e"]).mean() + w_z * terms["reference_kl_z"].mean()),
-        **extension_parts(terms, config),
     }
+
+
+def rbvae_objective_parts(terms: dict[str, Tensor], config: RbVAEConfig) -> dict[str, Tensor]:
+    """Eq. 3 in two parts, scalars that add up to :func:`rbvae_objective`: :func:`bound_parts` with the
+    config's weights, and the extensions' parts where their weights are set (:func:`extension_parts`)."""
+    c = config
+    return {**bound_parts(terms, c.reconstruction_weight, c.kl_weight, c.kl_z_weight), **extension_parts(terms, c)}
 
 
 def rbvae_objective(terms: dict[str, Tensor], config: RbVAEConfig) -> Tensor:
@@ -412,6 +437,15 @@ class ReferenceVAE(RuizModel):
         return {"mu_e": mu_e, "logvar_e": logvar_e, "e": reparameterize(mu_e, logvar_e),
                 "mu_z": mu_z, "logvar_z": logvar_z, "z": reparameterize(mu_z, logvar_z)}
 
+    @staticmethod
+    def kl_terms(posterior: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+        """Per image, in nats: ``kl_e`` and ``kl_z``, ``KL(q || N(0, I))`` of the ``n`` unlabelled images'
+        codes, and ``reference_kl_z`` of the reference images' ``z`` (their ``e`` is ``e_r``, without a
+        KL), from :meth:`posterior_samples`."""
+        kl_z = losses.kl_normal_standard(posterior["mu_z"], posterior["logvar_z"])
+        return {"kl_e": losses.kl_normal_standard(posterior["mu_e"], posterior["logvar_e"]),
+                "kl_z": kl_z[:n], "reference_kl_z": kl_z[n:]}
+
     def reconstruction_terms(
         self, x: Tensor, x_reference: Tensor, posterior: dict[str, Tensor]
     ) -> dict[str, Tensor]:
@@ -550,13 +584,7 @@ class RbVAE(ReferenceVAE):
         of the unlabelled images, ``reference_reconstruction`` and ``reference_kl_z`` of the
         reference images (their ``e`` is ``e_r``, without a KL), in nats, and ``reference_stroke_drawn``."""
         posterior = self.posterior_samples(x, x_reference)
-        kl_z = losses.kl_normal_standard(posterior["mu_z"], posterior["logvar_z"])
-        return {
-            **self.reconstruction_terms(x, x_reference, posterior),
-            "kl_e": losses.kl_normal_standard(posterior["mu_e"], posterior["logvar_e"]),
-            "kl_z": kl_z[: len(x)],
-            "reference_kl_z": kl_z[len(x) :],
-        }
+        return {**self.reconstruction_terms(x, x_reference, posterior), **self.kl_terms(posterior, len(x))}
 
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
         """:func:`rbvae_objective_parts` on one batch: the reconstructions and the KLs."""
@@ -628,13 +656,22 @@ class SRbVAE(ReferenceVAE):
             **self.reconstruction_terms(x, x_reference, posterior),
             "code_reconstruction": code_nll[:n] + losses.gaussian_code_nll(e_prior, mu_e, logvar_e),
             "reference_code_reconstruction": code_nll[n:],
+            **self.kl_terms(posterior, n),
         }
         return terms, {k: v.detach() for k, v in judged.items()}
 
+    def phase_parts(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The objective's parts at this step: :func:`srbvae_objective_parts` (the paper), or during the
+        extension's first ``bound_steps`` steps :func:`bound_parts` (Eq. 3) and the extensions' parts."""
+        c = self.config
+        if c.bound_steps and bool(self.steps_done < c.bound_steps):  # one device sync, only with the extension
+            return {**bound_parts(terms, c.reconstruction_weight), **extension_parts(terms, c)}
+        return srbvae_objective_parts(terms, c)
+
     def objective_parts(self, x: Tensor, x_reference: Tensor) -> dict[str, Tensor]:
-        """:func:`srbvae_objective_parts` on one batch: the adversarial terms, the image and the code
-        reconstructions."""
-        return srbvae_objective_parts(self.autoencoder_terms(x, x_reference)[0], self.config)
+        """:meth:`phase_parts` on one batch: the adversarial terms, the image and the code
+        reconstructions (Rb-VAE's bound during the extension's ``bound_steps``)."""
+        return self.phase_parts(self.autoencoder_terms(x, x_reference)[0])
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Algorithm 1 (App. B), in order: the encoders' and generator's gradients (lines 1-14, with
@@ -648,12 +685,12 @@ class SRbVAE(ReferenceVAE):
         x, x_reference = self.check_batch(batch)
         players = (self.discriminator, self.reference_discriminator)
 
-        # lines 1-14: the encoders (phi), the generator (theta) and e_r on Eq. 8 + Eq. 10
+        # lines 1-14: the encoders (phi), the generator (theta) and e_r on Eq. 8 + Eq. 10 (Eq. 3 during bound_steps)
         for d in players:
             d.requires_grad_(False)
         with self.autocast():
             terms, judged = self.autoencoder_terms(x, x_reference)
-            objective = srbvae_objective(terms, self.config)
+            objective = sum(self.phase_parts(terms).values())
         self.optimizer_step("autoencoder", objective)
         for d in players:
             d.requires_grad_(True)
