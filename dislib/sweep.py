@@ -22,7 +22,7 @@ even where their runs are no longer on disk.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,21 @@ EMPTY_SWAP = 1.1
 
 @dataclass(frozen=True)
 class Point:
-    """One setting of the curve: its name, run key, the model settings, whether it is the paper's, and
-    the model it trains where that is not the sweep's."""
+    """One setting of the curve: its name, run key, the model settings, whether it is the paper's, the
+    model it trains where that is not the sweep's, and ``step_multiple``, how many times the sweep
+    budget's steps its runs train for (1: the budget's own)."""
 
     name: str
     key: str
     settings: dict[str, Any] = field(default_factory=dict)
     faithful: bool = False
     model: str | None = None
+    step_multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.step_multiple, int) or self.step_multiple < 1:
+            raise ValueError(f"point {self.name!r}: step_multiple is how many times the budget's steps a run trains, "
+                             f"a whole number >= 1, got {self.step_multiple!r}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ SWEEPS = {
         Point("sRb-VAE + Eq. 3 for 1,000 steps", "srbvae-bound-1000", BOUND_START, model="srbvae"),
         Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps", "srbvae-z8-bound-1000", {"unspecified_dim": 8, **BOUND_START},
               model="srbvae"),
+        Point("Rb-VAE, z 8, twice the steps", "rbvae-z8-x2", {"unspecified_dim": 8}, step_multiple=2),
+        Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps, twice the steps", "srbvae-z8-bound-1000-x2",
+              {"unspecified_dim": 8, **BOUND_START}, model="srbvae", step_multiple=2),
     ), measure="split", mode="fast"),
 }
 
@@ -171,7 +181,7 @@ def run(
         mine = [r for (p, _), r in zip(tasks, results) if p == point]
         stats = spread([{k: v for k, v in r.items() if k != "history"} for r in mine])
         measured[point.name] = {"key": point.key, "model": point.model or sweep.model,
-                                "settings": point.settings, "faithful": point.faithful,
+                                "settings": point.settings, "faithful": point.faithful, "step_multiple": point.step_multiple,
                                 "empty": stats["mean"].get("swap_ratio", EMPTY_SWAP) < EMPTY_SWAP,
                                 "runs": mine, **stats}
     summary["points"] = {p.name: measured.get(p.name, kept.get(p.name)) for p in sweep.points if p.name in measured | kept}
@@ -197,6 +207,7 @@ def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, 
     return {name: point for name, point in earlier["points"].items()
             if name in points and point.get("settings") == _as_stored(points[name].settings)
             and point.get("model") == (points[name].model or sweep.model)
+            and point.get("step_multiple", 1) == points[name].step_multiple
             and all(r.get("protocol_version") == version for r in point.get("runs", []))}
 
 
@@ -217,8 +228,10 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     train, test = data.load(sweep.dataset, "train"), data.load(sweep.dataset, "test")
     settings.seed_everything(seed)
     model = MODELS[point.model or sweep.model].for_dataset(train, **point.settings)
+    named = model.budget(plan.model_budget)
+    budget = plan.model_budget if point.step_multiple == 1 else replace(named, steps=named.steps * point.step_multiple)
     try:
-        history = fit(model, train, test, budget=plan.model_budget, seed=seed, out=out, device=device, progress=False,
+        history = fit(model, train, test, budget=budget, seed=seed, out=out, device=device, progress=False,
                       resume=not restart, mode=sweep.mode)
     except RunDirectoryError as error:
         raise RunDirectoryError(f"{error}. A sweep keeps each run in a folder of --runs (here {out}) and resumes only "

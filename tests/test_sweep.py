@@ -216,3 +216,22 @@ def test_a_sweep_of_some_points_keeps_the_other_points_of_the_summary_it_finds(f
         sweep.run("toy", "smoke", tmp_path, points=["strong"], progress=False)
     assert not (tmp_path / "strong-seed0").exists()  # said before any training
     assert list(sweep.run("toy", "smoke", tmp_path, progress=False)["points"]) == ["paper", "strong C_z"]  # all: rewritten
+
+
+def test_a_point_with_a_step_multiple_trains_that_many_times_the_budgets_steps(fake_mnist, monkeypatch, tmp_path):
+    longer = sweep.Point("strong C_z, twice the steps", "strong-x2", TOY.points[1].settings, step_multiple=2)
+    monkeypatch.setitem(sweep.SWEEPS, "toy", sweep.Sweep("zheng", "mnist", (*TOY.points, longer)))
+    summary = sweep.run("toy", "smoke", tmp_path, points=["strong", "strong-x2"], progress=False)
+    once, twice = (summary["points"][name] for name in ("strong C_z", "strong C_z, twice the steps"))
+    assert [r["steps"] for r in once["runs"]] == [4, 4] and [r["steps"] for r in twice["runs"]] == [8, 8]
+    assert twice["runs"][0]["history"]["steps"] == [2, 4, 6, 8] and (once["step_multiple"], twice["step_multiple"]) == (1, 2)
+    assert json.loads((tmp_path / "strong-x2-seed0" / "run.json").read_text())["budget"]["steps"] == 8
+    assert sweep.run("toy", "smoke", tmp_path, points=["strong-x2"], progress=False)["points"]["strong C_z, twice the steps"][
+        "runs"] == twice["runs"]  # reused: the run folder holds the longer budget
+    thrice = sweep.Point("strong C_z, twice the steps", "strong-x2", TOY.points[1].settings, step_multiple=3)
+    monkeypatch.setitem(sweep.SWEEPS, "toy", sweep.Sweep("zheng", "mnist", (*TOY.points, thrice)))
+    kept = sweep.kept_points(tmp_path / "sweep.json", summary, sweep.SWEEPS["toy"])
+    assert "strong C_z, twice the steps" not in kept and "strong C_z" in kept  # a point trained for other steps is not kept
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="step_multiple is how many times the budget's steps"):
+            sweep.Point("p", "p", step_multiple=bad)
