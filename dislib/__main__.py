@@ -238,7 +238,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("name", choices=sorted(sweeps.SWEEPS))
     w.add_argument("--budget", choices=settings.BUDGETS, default=None, help="default: DISLIB_BUDGET, else full")
     w.add_argument("--runs", default=None, help="folder of the run directories and sweep.json (default: runs/sweep-NAME)")
-    w.add_argument("--point", action="append", default=[], metavar="KEY", help="only this point (repeatable; default: all); sweep.json keeps the other points it already holds")
+    w.add_argument("--point", action="extend", nargs="+", default=[], metavar="KEY",
+                   help="only these points (one or more keys, repeatable; default: all); sweep.json keeps the other "
+                        "points it already holds")
     w.add_argument("--jobs", type=_at_least(1), default=None,
                    help="runs trained at once, one CPU thread each (default: the budget's, 2 for full)")
     w.add_argument("--device", default=None)

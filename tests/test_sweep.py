@@ -123,6 +123,9 @@ def test_the_command_prints_each_points_means(fake_mnist, tmp_path, capsys):
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper", "--restart"]) == 0
     assert (tmp_path / "paper-seed0" / "checkpoint.pt").stat().st_mtime_ns != stamp  # trained anew
     assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "huge"]) == 2
+    capsys.readouterr()
+    assert cli.main(["sweep", "toy", "--budget", "smoke", "--runs", str(tmp_path), "--point", "paper", "strong"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["means"]) == {"paper", "strong C_z"}  # several keys after one flag
 
 
 RUIZ_SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=4)
