@@ -229,7 +229,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     settings.seed_everything(seed)
     model = MODELS[point.model or sweep.model].for_dataset(train, **point.settings)
     named = model.budget(plan.model_budget)
-    budget = plan.model_budget if point.step_multiple == 1 else replace(named, steps=named.steps * point.step_multiple)
+    budget = replace(named, steps=named.steps * point.step_multiple)
     try:
         history = fit(model, train, test, budget=budget, seed=seed, out=out, device=device, progress=False,
                       resume=not restart, mode=sweep.mode)
