@@ -37,7 +37,7 @@ from dislib.data.styled import regression_sets
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.base import Model
-from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, TARGET_REGRESSOR
+from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, NARROW_COMMON, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_split
@@ -100,18 +100,21 @@ SWEEPS = {
               {**BOTH_REGRESSORS, "common_adversary_weight": 1_000.0}),
         Point("sRb-VAE + target regressor 10,000", "srbvae-target", TARGET_REGRESSOR, model="srbvae"),
         Point("Rb-VAE, z 16", "rbvae-z16", {"unspecified_dim": 16}),
-        Point("Rb-VAE, z 8", "rbvae-z8", {"unspecified_dim": 8}),
+        Point("Rb-VAE, z 8", "rbvae-z8", NARROW_COMMON),
         Point("Rb-VAE, z 4", "rbvae-z4", {"unspecified_dim": 4}),
         Point("Rb-VAE, z 8 + common regressor 1,000", "rbvae-z8-common-1000",
-              {"unspecified_dim": 8, "common_adversary_weight": 1_000.0, "extension_start": 1_000}),
+              {**NARROW_COMMON, "common_adversary_weight": 1_000.0, "extension_start": 1_000}),
         Point("sRb-VAE, z 16", "srbvae-z16", {"unspecified_dim": 16}, model="srbvae"),
-        Point("sRb-VAE, z 8", "srbvae-z8", {"unspecified_dim": 8}, model="srbvae"),
+        Point("sRb-VAE, z 8", "srbvae-z8", NARROW_COMMON, model="srbvae"),
         Point("sRb-VAE + Eq. 3 for 1,000 steps", "srbvae-bound-1000", BOUND_START, model="srbvae"),
-        Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps", "srbvae-z8-bound-1000", {"unspecified_dim": 8, **BOUND_START},
+        Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps", "srbvae-z8-bound-1000", {**NARROW_COMMON, **BOUND_START},
               model="srbvae"),
-        Point("Rb-VAE, z 8, twice the steps", "rbvae-z8-x2", {"unspecified_dim": 8}, step_multiple=2),
+        Point("Rb-VAE, z 8, twice the steps", "rbvae-z8-x2", NARROW_COMMON, step_multiple=2),
         Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps, twice the steps", "srbvae-z8-bound-1000-x2",
-              {"unspecified_dim": 8, **BOUND_START}, model="srbvae", step_multiple=2),
+              {**NARROW_COMMON, **BOUND_START}, model="srbvae", step_multiple=2),
+        Point("Rb-VAE, z 8, four times the steps", "rbvae-z8-x4", NARROW_COMMON, step_multiple=4),
+        Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps, four times the steps", "srbvae-z8-bound-1000-x4",
+              {**NARROW_COMMON, **BOUND_START}, model="srbvae", step_multiple=4),
     ), measure="split", mode="fast"),
 }
 

@@ -1,6 +1,7 @@
 """Ruiz et al. (2019): the loss terms by hand, the blocks of App. D, the order of Algorithm 1, which
 term trains which player, the batches of two sets, the discriminators' dropped inputs, and errors."""
 
+import dataclasses
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.base import Model
-from dislib.models.ruiz import bound_parts, rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
+from dislib.models.ruiz import BOUND_START, NARROW_COMMON, SPLIT, bound_parts, rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
 from dislib.nn import InputDrop, PixelNorm, Zoom, laplace_sample
 
 SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
@@ -280,6 +281,18 @@ def test_the_paper_preset_and_the_laptop_preset():
     assert (laptop.adversarial_weight, laptop.code_reconstruction_weight) == (100.0, 100.0)
     assert (literal.adversarial_weight, literal.code_reconstruction_weight) == (1.0, 1.0)
     assert literal.discriminator_widths == laptop.discriminator_widths == (16, 32, 64, 128)
+
+
+def test_the_split_preset_is_the_laptop_recipe_with_the_named_extensions():
+    like = styled_like(size=32)
+    data = ImageDataset(like.images, like.labels, 2, "styled-mnist")
+    for cls, extensions in ((RbVAE, NARROW_COMMON), (SRbVAE, {**NARROW_COMMON, **BOUND_START})):
+        split = cls.for_dataset(data, SPLIT).config
+        assert split == dataclasses.replace(cls.PRESETS["styled-mnist"], **extensions)
+        assert (split.unspecified_dim, split.specified_dim) == (8, 32)
+    assert SRbVAE.PRESETS[SPLIT].bound_steps == 1_000 and SRbVAE.PRESETS["styled-mnist"].bound_steps == 0
+    with pytest.raises(KeyError, match="presets: .*'styled-mnist-split'"):
+        RbVAE.for_dataset(data, "styled-mnist-splitt")
 
 
 def test_rbvae_step_and_which_term_trains_which_player():
