@@ -8,7 +8,8 @@ beside the chance level, adds an MLP regression from ``z`` (a reader that a fact
 linear reach does not escape), and, because a code that carries nothing also reads nothing, what
 ``z`` still carries: its KL in nats, the digit an MLP probe reads from it (and from ``e``), how much worse an image
 is rebuilt with the ``z`` of another image of the same digit, and how much of a reference digit's
-stroke the reference branch draws.
+stroke the reference branch draws. :func:`style_from_latents` reads the style the same way from the
+one code of an unsupervised baseline.
 """
 
 from __future__ import annotations
@@ -115,3 +116,27 @@ def style_split(model: Disentangler, fit: LabelledData, score: LabelledData, ref
         "swap_ratio": evaluate.swap_ratio(model, score, seed, codes=codes["score"]),
         "reference_stroke_drawn": model.reference_stroke(reference_images.to(model.device)),
     }
+
+
+@torch.no_grad()
+def style_from_latents(model: Disentangler, fit: LabelledData, score: LabelledData) -> dict[str, float]:
+    """Table 1's row of a model with one code, the unsupervised baselines of Sec. 5.2: linear regressions
+    from the means of all its latents, fitted on ``fit`` and scored on ``score`` (styled-mnist images
+    with their factors, as for :func:`style_split`), errors in range units.
+
+    Returns ``latents_mae`` (the average over the factors), ``latents_colour``, ``latents_scale``,
+    ``latents_width``, ``chance_mae`` (every factor predicted by its mean), and what the latents carry:
+    ``latents_kl_nats``, their KL in nats over ``score``.
+    """
+    if hasattr(model, "reference_stroke"):
+        raise ValueError(f"style_from_latents reads a model with one code; {model.name} has two (e and z): "
+                         "measure it with style_split")
+    for name, data in (("fit", fit), ("score", score)):
+        if not isinstance(data, LabelledData) or not data.real_factors:
+            raise TypeError(f"style_from_latents' {name} must be images with real-valued factors, got "
+                            f"{getattr(data, 'name', type(data).__name__)!r}: pass "
+                            "dislib.data.styled.regression_sets(dislib.data.load('styled-mnist', 'test'))")
+    errors = evaluate.regress_codes(model, fit, score, in_ranges=True)["z"]
+    return {"latents_mae": errors["mean"], "latents_colour": _colour(errors), "latents_scale": errors["scale"],
+            "latents_width": errors["width"], "chance_mae": evaluate.chance_errors(fit, score, in_ranges=True)["mean"],
+            "latents_kl_nats": evaluate.kl_nats(model, score)}

@@ -8,7 +8,9 @@ protocol (:func:`dislib.evaluate.leak_report`): MLP and linear probes fitted afr
 beside the KL of each code in nats and the swap ratio of ``z``. ``"split"`` is Table 1's split of
 a reference-based model (:func:`dislib.split.style_split`): the style read from ``e`` and from
 ``z`` by regressions fitted on 5,000 test images and scored on the next 5,000, beside what the
-codes still carry (the digit read from each code by probes fitted on 10,000 training codes). A point whose ``z`` carries almost nothing (swap ratio below :data:`EMPTY_SWAP`)
+codes still carry (the digit read from each code by probes fitted on 10,000 training codes);
+``"latents"`` reads the style the same way from the one code of an unsupervised baseline
+(:func:`dislib.split.style_from_latents`). A point whose ``z`` carries almost nothing (swap ratio below :data:`EMPTY_SWAP`)
 is marked ``empty``: its low leak is a code with nothing in it, not a split.
 
 Each run lives in ``RUNS/KEY-seedN`` (the training loop's run directory, plus ``evaluation.json``
@@ -40,11 +42,11 @@ from dislib.models.base import Model
 from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, NARROW_COMMON, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
-from dislib.split import style_split
+from dislib.split import style_from_latents, style_split
 from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, write_json
 
 EVALUATION = "evaluation.json"
-PROTOCOL_VERSIONS = {"leak": 1, "split": 2}
+PROTOCOL_VERSIONS = {"leak": 1, "split": 2, "latents": 1}
 """Each measurement's version: bump it when the measurement changes, and stored evaluations of another
 version are measured again (split 2: the digit probes fitted on 10,000 training codes)."""
 EMPTY_SWAP = 1.1
@@ -116,6 +118,12 @@ SWEEPS = {
         Point("sRb-VAE, z 8 + Eq. 3 for 1,000 steps, four times the steps", "srbvae-z8-bound-1000-x4",
               {**NARROW_COMMON, **BOUND_START}, model="srbvae", step_multiple=4),
     ), measure="split", mode="fast"),
+    "ruiz-baselines-styled-mnist": Sweep("dipvae1", "styled-mnist", (
+        Point("DIP-VAE-I, lambda_od=10", "dipvae1-10", {"lambda_od": 10.0}, faithful=True),
+        Point("DIP-VAE-I, lambda_od=10, twice the steps", "dipvae1-10-x2", {"lambda_od": 10.0}, faithful=True, step_multiple=2),
+        Point("DIP-VAE-I, lambda_od=10, four times the steps", "dipvae1-10-x4", {"lambda_od": 10.0}, faithful=True,
+              step_multiple=4),
+    ), measure="latents", mode="fast"),
 }
 
 
@@ -266,8 +274,15 @@ def _split(model: Model, dataset: str, train: LabelledData, test: LabelledData, 
     return style_split(model, fit_set, score_set, train.images[is_reference][:500], probe_train, seed)
 
 
-MEASURES = {"leak": _leak, "split": _split}
-"""How a sweep measures each run: the leak of the label from ``z`` (probes), or Table 1's split of the style."""
+def _latents(model: Model, dataset: str, train: LabelledData, test: LabelledData, size: int, seed: int) -> dict[str, float]:
+    """Table 1's row of a one-code baseline (:func:`dislib.split.style_from_latents`): regressions fitted
+    on ``size / 2`` test images and scored on the next ``size / 2``, as :func:`_split`'s."""
+    return style_from_latents(model, *regression_sets(data.load(dataset, "test"), size // 2))
+
+
+MEASURES = {"leak": _leak, "split": _split, "latents": _latents}
+"""How a sweep measures each run: the leak of the label from ``z`` (probes), Table 1's split of the
+style, or the style read from a baseline's latents."""
 
 COLUMNS = {**{key: LEAK_COLUMNS[key] for key in ("z_mlp_mean", "z_linear_mean", "z_mlp_sample", "z_linear_sample",
                                                   "z_kl_nats", "swap_ratio", "s_mlp_mean")},
@@ -283,15 +298,24 @@ SPLIT_COLUMNS = {
 }
 """The split table's columns (:func:`dislib.split.style_split`): errors in range units, ratios to chance, digit accuracies in percent."""
 
+LATENT_COLUMNS = {"latents_mae": "all latents: style MAE", "latents_colour": "all latents: colour",
+                  "latents_scale": "all latents: scale", "latents_width": "all latents: width",
+                  "latents_kl_nats": "KL of the latents (nats)", "seconds": "seconds"}
+"""A baseline's columns (:func:`dislib.split.style_from_latents`): errors in range units."""
+
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     """The sweep as a table of ``mean ± std`` over seeds, one row per point, the paper's marked and
     points whose ``z`` is empty flagged."""
-    split = summary.get("measure", "leak") == "split"
+    measure = summary.get("measure", "leak")
+    split = measure == "split"
+    columns = {"leak": COLUMNS, "split": SPLIT_COLUMNS, "latents": LATENT_COLUMNS}[measure]
     rows = {}
     for name, point in summary["points"].items():
-        row = {"settings": "the paper's" if point["faithful"] else "extension", "z empty": "yes" if point["empty"] else "no"}
-        for key, column in (SPLIT_COLUMNS if split else COLUMNS).items():
+        row = {"settings": "the paper's" if point["faithful"] else "extension"}
+        if measure != "latents":  # a baseline has no z of its own to empty
+            row["z empty"] = "yes" if point["empty"] else "no"
+        for key, column in columns.items():
             if key in point["mean"]:
                 accuracy = key.endswith("_mlp") if split else key.endswith(("_mean", "_sample", "accuracy"))
                 row[column] = spread_cell(key, point["mean"][key], point["std"][key], len(point["runs"]), accuracy)

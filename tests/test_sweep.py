@@ -161,7 +161,7 @@ def test_a_split_sweep_measures_table_1s_split_and_what_z_still_carries(fake_sty
 
 def test_the_ruiz_sweep_names_the_papers_models_and_the_extensions():
     ruiz = sweep.SWEEPS["ruiz-styled-mnist"]
-    assert ruiz.measure == "split" and set(sweep.MEASURES) == {"leak", "split"}
+    assert ruiz.measure == "split" and set(sweep.MEASURES) == {"leak", "split", "latents"}
     faithful = {p.model or ruiz.model for p in ruiz.points if p.faithful}
     assert faithful == {"rbvae", "srbvae"} and all(not p.settings for p in ruiz.points if p.faithful)
     from dislib.models import MODELS
@@ -170,6 +170,36 @@ def test_the_ruiz_sweep_names_the_papers_models_and_the_extensions():
         preset = MODELS[point.model or ruiz.model].PRESETS["styled-mnist"]
         assert point.settings and any(getattr(preset, k) != v for k, v in point.settings.items()), point.name
     assert {p.settings.get("unspecified_dim", 32) for p in ruiz.points} == {32, 16, 8, 4}
+
+
+BASELINE_TOY = sweep.Sweep("dipvae1", "styled-mnist", (
+    sweep.Point("DIP-VAE-I", "dipvae1", {"widths": (4, 8), "latent_dim": 3}, faithful=True),
+    sweep.Point("DIP-VAE-I, twice the steps", "dipvae1-x2", {"widths": (4, 8), "latent_dim": 3}, faithful=True, step_multiple=2),
+), measure="latents", mode="fast")
+
+
+def test_a_baseline_sweep_reads_the_style_from_all_latents_as_table_1_does(fake_styled, monkeypatch, tmp_path):
+    from dislib import evaluate
+    from dislib.data.styled import regression_sets
+    from dislib.split import style_from_latents
+    from dislib.train import load_model
+
+    monkeypatch.setitem(sweep.BUDGETS, "smoke", TINY)
+    monkeypatch.setitem(sweep.SWEEPS, "baseline-toy", BASELINE_TOY)
+    summary = sweep.run("baseline-toy", "smoke", tmp_path, progress=False)
+    run = summary["points"]["DIP-VAE-I"]["runs"][1]
+    fit_set, score_set = regression_sets(data.load("styled-mnist", "test"), TINY.probe_size // 2)
+    by_hand = evaluate.regress_codes(load_model(tmp_path / "dipvae1-seed1"), fit_set, score_set, in_ranges=True)["z"]
+    assert run["latents_mae"] == pytest.approx(by_hand["mean"]) and run["latents_scale"] == pytest.approx(by_hand["scale"])
+    assert run["latents_kl_nats"] > 0 and run["chance_mae"] > 0
+    assert summary["points"]["DIP-VAE-I, twice the steps"]["runs"][0]["steps"] == 2 * run["steps"]
+    shown = sweep.summary_table(summary)
+    assert "±" in shown.loc["DIP-VAE-I", "all latents: style MAE"] and "z empty" not in shown.columns
+    train = data.load("styled-mnist", "train")
+    with pytest.raises(ValueError, match="rbvae has two \\(e and z\\): measure it with style_split"):
+        style_from_latents(sweep.MODELS["rbvae"].for_dataset(train, **RUIZ_SMALL), fit_set, score_set)
+    with pytest.raises(TypeError, match="score must be images with real-valued factors"):
+        style_from_latents(sweep.MODELS["dipvae1"].for_dataset(train, widths=(4, 8), latent_dim=3), fit_set, score_set.images)
 
 
 def test_style_split_refuses_what_it_cannot_measure_with_the_fix(fake_styled):
