@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from dislib import data, settings
-from dislib.compare import map_runs, stored_result
+from dislib.compare import map_runs
 from dislib.compare_table import spread, spread_cell
 from dislib.data.base import LabelledData
 from dislib.data.styled import regression_sets
@@ -227,12 +227,32 @@ def _as_stored(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+MEASURED_KEYS = {"leak": ("z_mlp_mean", "z_kl_nats"), "split": ("e_mae", "z_ratio", "reference_stroke_drawn"),
+                 "latents": ("latents_mae", "latents_kl_nats")}
+"""What every stored measurement of its kind holds, beside the run's seed, steps and history."""
+
+
+def stored_evaluation(path: Path, measure: str) -> dict[str, Any]:
+    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none (the run is then
+    measured); a :class:`RunDirectoryError` naming the file when it is damaged, or when it was measured
+    at today's version of ``measure`` (:data:`PROTOCOL_VERSIONS`) and lacks what such a measurement holds."""
+    if not path.exists():
+        return {}
+    fix = "delete it to measure the run again (its training is kept)"
+    result = read_json(path, fix)
+    required = ("protocol_version", "seed", "probe_size", "steps", "seconds", "history", *MEASURED_KEYS[measure])
+    missing = [key for key in required if key not in result]
+    if result.get("protocol_version") == PROTOCOL_VERSIONS[measure] and missing:
+        raise RunDirectoryError(f"{path} is damaged (it lacks {', '.join(missing)}): {fix}")
+    return result
+
+
 def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None,
              restart: bool = False) -> dict:
     """Train (or resume, or reuse; with ``restart``, train anew) one run and measure it; the measurement
     is kept in its directory."""
     out = folder / f"{point.key}-seed{seed}"
-    stored = {} if restart else stored_result(out / EVALUATION)
+    stored = {} if restart else stored_evaluation(out / EVALUATION, sweep.measure)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
             PROTOCOL_VERSIONS[sweep.measure], seed, plan.probe_size):
         return stored

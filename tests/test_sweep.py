@@ -154,6 +154,12 @@ def test_a_split_sweep_measures_table_1s_split_and_what_z_still_carries(fake_sty
     assert "z: MLP accuracy, means" not in shown.columns  # the leak columns belong to leak sweeps
     figure = viz.plot_split_sweep(summary, paper={"Rb-VAE": (0.98, 0.070)})
     assert len(figure.axes) == 2 and "Rb-VAE (paper)" in [t.get_text() for t in figure.legends[0].get_texts()]
+    monkeypatch.setattr(sweep, "fit", lambda *args, **kwargs: pytest.fail("a measured run is reused, not trained"))
+    assert sweep.run("ruiz-toy", "smoke", tmp_path, progress=False) == summary  # every run's measurement read back
+    stored = tmp_path / "rbvae-seed0" / "evaluation.json"
+    stored.write_text(json.dumps({k: v for k, v in json.loads(stored.read_text()).items() if k != "z_ratio"}))
+    with pytest.raises(RunDirectoryError, match="rbvae-seed0/evaluation.json is damaged \\(it lacks z_ratio\\)"):
+        sweep.run("ruiz-toy", "smoke", tmp_path, progress=False)
     leak = {"points": {"p": {"mean": {"swap_ratio": 2.0}, "std": {}, "faithful": True, "empty": False}}}
     with pytest.raises(KeyError, match="measure='split'"):
         viz.plot_split_sweep(leak)
