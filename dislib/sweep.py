@@ -24,6 +24,8 @@ even where their runs are no longer on disk.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,24 @@ def run(
     summary["points"] = {p.name: measured.get(p.name, kept.get(p.name)) for p in sweep.points if p.name in measured | kept}
     write_json(folder / "sweep.json", summary)
     return summary
+
+
+def page_summary(name: str, budget: str, summary: str | Path, runs: str | Path, smoke_points: list[str],
+                 device: str | None = None, jobs: int | None = None) -> dict[str, Any]:
+    """The sweep a book page shows. Under the ``full`` budget: the committed summary at ``summary`` where
+    it exists, else the sweep run (or its finished runs reused) in ``runs`` and its summary copied to
+    ``summary``. Under another budget: ``smoke_points`` trained for one seed in a new temporary folder,
+    one at a time, so that a test of the page never touches the committed runs."""
+    summary = Path(summary)
+    if settings.budget(budget) == "full":
+        if summary.exists():
+            return read_json(summary, "restore it from the repository, or delete it to rebuild it from the runs")
+        result = run(name, "full", runs, device=device, jobs=jobs, progress=False)
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(runs) / "sweep.json", summary)
+        return result
+    return run(name, budget, tempfile.mkdtemp(prefix=f"dislib-sweep-{name}-"), points=smoke_points, device=device, jobs=1,
+               progress=False)
 
 
 def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, dict]:

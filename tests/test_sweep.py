@@ -274,3 +274,19 @@ def test_a_point_with_a_step_multiple_trains_that_many_times_the_budgets_steps(f
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="step_multiple is how many times the budget's steps"):
             sweep.Point("p", "p", step_multiple=bad)
+
+
+def test_a_pages_sweep_reads_the_committed_summary_or_trains_smoke_points_elsewhere(fake_mnist, monkeypatch, tmp_path):
+    monkeypatch.setitem(sweep.BUDGETS, "full", sweep.SweepBudget("smoke", seeds=(0,), probe_size=60, jobs=1))  # tiny runs
+    committed, runs = tmp_path / "results" / "sweep-toy.json", tmp_path / "runs"
+    built = json.loads(json.dumps(sweep.page_summary("toy", "full", committed, runs, ["paper"])))  # no summary yet: it runs
+    assert set(built["points"]) == {"paper", "strong C_z"} and json.loads(committed.read_text()) == built
+    trains = sweep.fit
+    monkeypatch.setattr(sweep, "fit", lambda *args, **kwargs: pytest.fail("a committed summary is read, not trained"))
+    assert sweep.page_summary("toy", "full", committed, runs, ["paper"]) == built
+    monkeypatch.setattr(sweep, "fit", trains)
+    smoke = sweep.page_summary("toy", "smoke", committed, runs, ["paper"])
+    assert list(smoke["points"]) == ["paper"] and sorted(p.name for p in runs.iterdir()) == ["paper-seed0", "strong-seed0", "sweep.json"]
+    committed.write_text("{damaged")
+    with pytest.raises(RunDirectoryError, match="sweep-toy.json is damaged .*restore it from the repository"):
+        sweep.page_summary("toy", "full", committed, runs, ["paper"])
