@@ -50,7 +50,7 @@ from dislib.dci import dci
 from dislib.evaluate import code_views, decode_codes, encode_dataset, probe, regress, swap_ratio
 from dislib.models import MODELS, Budget, Codes, Disentangler
 from dislib.compare_table import spread, summary_table
-from dislib.train import (CONVERGED, METRICS, RUN, History, RunDirectoryError, fit, load_model, read_json, read_run,
+from dislib.train import (CONVERGED, METRICS, RUN, History, RunDirectoryError, fit, load_model, read_measurement, read_run,
                           write_json)
 
 DATASET = "styled-mnist"
@@ -271,15 +271,8 @@ RESULT_KEYS = ("protocol_version", "method", "seed", "budget", "steps", "seconds
 def stored_result(path: Path) -> dict[str, Any]:
     """A run's stored result (``RESULTS/KEY-seedN.json``), or ``{}`` where there is none (the caller then
     measures the run); a :class:`RunDirectoryError` naming the file when it is damaged or lacks one of
-    :data:`RESULT_KEYS` (of today's protocol)."""
-    if not path.exists():
-        return {}
-    fix = "delete it to measure the run again (its training is kept)"
-    result = read_json(path, fix)
-    missing = [key for key in RESULT_KEYS if key not in result]
-    if result.get("protocol_version") == PROTOCOL_VERSION and missing:
-        raise RunDirectoryError(f"{path} is damaged (it lacks {', '.join(missing)}): {fix}")
-    return result
+    :data:`RESULT_KEYS` (of today's protocol): :func:`dislib.train.read_measurement`."""
+    return read_measurement(path, PROTOCOL_VERSION, RESULT_KEYS)
 
 
 def _trained_for(plan: CompareBudget) -> dict[str, Any]:

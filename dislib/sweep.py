@@ -45,7 +45,7 @@ from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, NARROW_COMMON, TARG
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_from_latents, style_split
-from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, write_json
+from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, read_measurement, write_json
 
 EVALUATION = "evaluation.json"
 PROTOCOL_VERSIONS = {"leak": 1, "split": 2, "latents": 1}
@@ -253,18 +253,10 @@ MEASURED_KEYS = {"leak": ("z_mlp_mean", "z_kl_nats"), "split": ("e_mae", "z_rati
 
 
 def stored_evaluation(path: Path, measure: str) -> dict[str, Any]:
-    """A run's stored measurement (``evaluation.json``), or ``{}`` where there is none (the run is then
-    measured); a :class:`RunDirectoryError` naming the file when it is damaged, or when it was measured
-    at today's version of ``measure`` (:data:`PROTOCOL_VERSIONS`) and lacks what such a measurement holds."""
-    if not path.exists():
-        return {}
-    fix = "delete it to measure the run again (its training is kept)"
-    result = read_json(path, fix)
+    """A run's stored measurement (``evaluation.json``) under :func:`dislib.train.read_measurement`, checked
+    against what a measurement of today's version of ``measure`` (:data:`PROTOCOL_VERSIONS`) holds."""
     required = ("protocol_version", "seed", "probe_size", "steps", "seconds", "history", *MEASURED_KEYS[measure])
-    missing = [key for key in required if key not in result]
-    if result.get("protocol_version") == PROTOCOL_VERSIONS[measure] and missing:
-        raise RunDirectoryError(f"{path} is damaged (it lacks {', '.join(missing)}): {fix}")
-    return result
+    return read_measurement(path, PROTOCOL_VERSIONS[measure], required)
 
 
 def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: Path, device: str | None,

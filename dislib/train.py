@@ -486,6 +486,21 @@ def read_json(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any
     raise RunDirectoryError(f"{path} is damaged ({why}): {fix}")
 
 
+def read_measurement(path: Path, version: int, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A run's stored measurement at ``path``, or ``{}`` where there is none (the caller then measures
+    the run); a :class:`RunDirectoryError` naming the file when it is damaged, or when it was measured
+    at ``version`` (its ``protocol_version``) and lacks one of ``keys``. A measurement of another version
+    is returned as it is: the caller measures it again."""
+    if not path.exists():
+        return {}
+    fix = "delete it to measure the run again (its training is kept)"
+    result = read_json(path, fix)
+    missing = [key for key in keys if key not in result]
+    if result.get("protocol_version") == version and missing:
+        raise RunDirectoryError(f"{path} is damaged (it lacks {', '.join(missing)}): {fix}")
+    return result
+
+
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """What ``run_dir/run.json`` says was trained: model, dataset, data_options, seed, budget, config."""
     path = Path(run_dir) / RUN
