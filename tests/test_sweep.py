@@ -175,7 +175,7 @@ def test_the_ruiz_sweep_names_the_papers_models_and_the_extensions():
     for point in (p for p in ruiz.points if not p.faithful):  # each extension moves a setting off the paper's
         preset = MODELS[point.model or ruiz.model].PRESETS["styled-mnist"]
         assert point.settings and any(getattr(preset, k) != v for k, v in point.settings.items()), point.name
-    assert {p.settings.get("unspecified_dim", 32) for p in ruiz.points} == {32, 16, 8, 4}
+    assert {p.settings.get("unspecified_dim", 32) for p in ruiz.points} == {32, 16, 8, 6, 4}
 
 
 BASELINE_TOY = sweep.Sweep("dipvae1", "styled-mnist", (
