@@ -129,6 +129,12 @@ SWEEPS = {
               {**NARROW_COMMON, **BOUND_START, "adversarial_weight": 300.0}, model="srbvae"),
         Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 8 weighted 1,000", "srbvae-z8-bound-1000-adv-1000",
               {**NARROW_COMMON, **BOUND_START, "adversarial_weight": 1_000.0}, model="srbvae"),
+        Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 10 weighted 30", "srbvae-z8-bound-1000-code-30",
+              {**NARROW_COMMON, **BOUND_START, "code_reconstruction_weight": 30.0}, model="srbvae"),
+        Point("sRb-VAE, z 8, Eq. 10 weighted 30, twice the steps", "srbvae-z8-bound-1000-code-30-x2",
+              {**NARROW_COMMON, **BOUND_START, "code_reconstruction_weight": 30.0}, model="srbvae", step_multiple=2),
+        Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 10 weighted 1,000", "srbvae-z8-bound-1000-code-1000",
+              {**NARROW_COMMON, **BOUND_START, "code_reconstruction_weight": 1_000.0}, model="srbvae"),
     ), measure="split", mode="fast"),
     "ruiz-baselines-styled-mnist": Sweep("dipvae1", "styled-mnist", (
         Point("DIP-VAE-I, lambda_od=10", "dipvae1-10", {"lambda_od": 10.0}, faithful=True),
