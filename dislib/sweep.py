@@ -41,7 +41,7 @@ from dislib.data.styled import regression_sets
 from dislib.evaluate import leak_report
 from dislib.models import MODELS
 from dislib.models.base import Model
-from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, NARROW_COMMON, TARGET_REGRESSOR
+from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, LIGHT_CODE_RECONSTRUCTION, NARROW_COMMON, TARGET_REGRESSOR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_from_latents, style_split
@@ -129,6 +129,10 @@ SWEEPS = {
               {**NARROW_COMMON, **BOUND_START, "adversarial_weight": 300.0}, model="srbvae"),
         Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 8 weighted 1,000", "srbvae-z8-bound-1000-adv-1000",
               {**NARROW_COMMON, **BOUND_START, "adversarial_weight": 1_000.0}, model="srbvae"),
+        Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 10 weighted 10", "srbvae-z8-bound-1000-code-10",
+              {**NARROW_COMMON, **BOUND_START, **LIGHT_CODE_RECONSTRUCTION}, model="srbvae"),
+        Point("sRb-VAE, z 8, Eq. 10 weighted 10, twice the steps", "srbvae-z8-bound-1000-code-10-x2",
+              {**NARROW_COMMON, **BOUND_START, **LIGHT_CODE_RECONSTRUCTION}, model="srbvae", step_multiple=2),
         Point("sRb-VAE, z 8 + Eq. 3 first, Eq. 10 weighted 30", "srbvae-z8-bound-1000-code-30",
               {**NARROW_COMMON, **BOUND_START, "code_reconstruction_weight": 30.0}, model="srbvae"),
         Point("sRb-VAE, z 8, Eq. 10 weighted 30, twice the steps", "srbvae-z8-bound-1000-code-30-x2",

@@ -13,7 +13,7 @@ from dislib import losses
 from dislib.data.base import ImageDataset
 from dislib.models import RbVAE, RbVAEConfig, SRbVAE, SRbVAEConfig
 from dislib.models.base import Model
-from dislib.models.ruiz import BOUND_START, NARROW_COMMON, SPLIT, bound_parts, rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
+from dislib.models.ruiz import BOUND_START, LIGHT_CODE_RECONSTRUCTION, NARROW_COMMON, SPLIT, bound_parts, rbvae_objective, rbvae_objective_parts, srbvae_objective, srbvae_objective_parts, stroke_drawn
 from dislib.nn import InputDrop, PixelNorm, Zoom, laplace_sample
 
 SMALL = dict(widths=(4, 8), specified_dim=3, unspecified_dim=5)
@@ -286,11 +286,12 @@ def test_the_paper_preset_and_the_laptop_preset():
 def test_the_split_preset_is_the_laptop_recipe_with_the_named_extensions():
     like = styled_like(size=32)
     data = ImageDataset(like.images, like.labels, 2, "styled-mnist")
-    for cls, extensions in ((RbVAE, NARROW_COMMON), (SRbVAE, {**NARROW_COMMON, **BOUND_START})):
+    for cls, extensions in ((RbVAE, NARROW_COMMON), (SRbVAE, {**NARROW_COMMON, **BOUND_START, **LIGHT_CODE_RECONSTRUCTION})):
         split = cls.for_dataset(data, SPLIT).config
         assert split == dataclasses.replace(cls.PRESETS["styled-mnist"], **extensions)
         assert (split.unspecified_dim, split.specified_dim) == (8, 32)
     assert SRbVAE.PRESETS[SPLIT].bound_steps == 1_000 and SRbVAE.PRESETS["styled-mnist"].bound_steps == 0
+    assert (SRbVAE.PRESETS[SPLIT].code_reconstruction_weight, SRbVAE.PRESETS["styled-mnist"].code_reconstruction_weight) == (10.0, 100.0)
     with pytest.raises(KeyError, match="presets: .*'styled-mnist-split'"):
         RbVAE.for_dataset(data, "styled-mnist-splitt")
 
