@@ -393,3 +393,14 @@ def test_the_budget_curves_give_each_seeds_last_fifth_change_in_the_title():
     del old["methods"]["VAE"]["runs"][0]["history"]
     with pytest.raises(ValueError, match=r"\['VAE'\] carry no evaluation history .*python -m dislib compare"):
         viz.plot_budget_curves(old)
+
+
+def test_a_split_sweep_of_many_points_tells_each_point_apart_by_colour_and_marker():
+    run = {"z_ratio": 0.8, "e_mae": 0.07, "z_digit_mlp": 0.8, "e_digit_mlp": 0.5, "digit_chance": 0.11}
+    points = {f"point {i}": {"mean": run, "std": {k: 0.01 for k in run}, "faithful": i < 2, "empty": False}
+              for i in range(45)}
+    figure = viz.plot_split_sweep({"points": points})
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    looks = {(matplotlib.colors.to_hex(h[0].get_color()), h[0].get_marker()) for h in handles}
+    assert len(labels) == len(looks) == 45
+    assert [h[0].get_marker() for h in handles][:3] == ["s", "s", "o"] and handles[25][0].get_marker() == "D"

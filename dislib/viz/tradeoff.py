@@ -17,6 +17,17 @@ def _colour(i: int, n: int) -> str | tuple[float, ...]:
     return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
 
 
+EXTENSION_MARKERS = ("o", "D", "^")
+"""The markers of extension points, a new one after each twenty colours: colour and shape together
+tell up to sixty points apart."""
+
+
+def _marker(i: int, faithful: bool) -> str:
+    """The marker of the ``i``-th point: a square for the paper's settings, else
+    :data:`EXTENSION_MARKERS` by the round of colours the point falls in."""
+    return "s" if faithful else EXTENSION_MARKERS[(i // 20) % len(EXTENSION_MARKERS)]
+
+
 def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
     """The leak of ``code`` against what it still carries, one colour per point of a sweep.
 
@@ -99,7 +110,8 @@ def plot_split_sweep(summary: Mapping[str, Any], paper: Mapping[str, tuple[float
 
     ``summary`` is what :func:`dislib.sweep.run` returns for a sweep measured with Table 1's split
     (:func:`dislib.split.style_split`). Each marker is a point's mean over its seeds, bars one standard
-    deviation; the paper's objectives are squares, extensions circles, a point whose ``z`` the decoder
+    deviation; the paper's objectives are squares, extensions circles (past twenty points, diamonds and
+    then triangles: :func:`_marker`), a point whose ``z`` the decoder
     hardly uses (``empty``) is hollow. Left: the style error from ``e`` (range units) against the
     style error from ``z`` over chance (1: ``z`` reads none of it), with ``paper``'s models as stars
     (``{name: (z / chance, MAE from e)}``). Right: the digit an MLP probe reads from ``z`` (filled) and
@@ -116,7 +128,7 @@ def plot_split_sweep(summary: Mapping[str, Any], paper: Mapping[str, tuple[float
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     for i, (name, point) in enumerate(points.items()):
         mean, std, colour = point["mean"], point["std"], _colour(i, len(points))
-        style = dict(marker="s" if point["faithful"] else "o", markersize=9, color=colour, linestyle="none", capsize=3,
+        style = dict(marker=_marker(i, point["faithful"]), markersize=9, color=colour, linestyle="none", capsize=3,
                      mfc="white" if point["empty"] else colour)
         axes[0].errorbar(mean["z_ratio"], mean["e_mae"], xerr=std["z_ratio"], yerr=std["e_mae"], label=name, **style)
         axes[1].errorbar(mean["z_ratio"], 100 * mean["z_digit_mlp"], xerr=std["z_ratio"], yerr=100 * std["z_digit_mlp"], **style)
