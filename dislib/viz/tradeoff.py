@@ -11,21 +11,25 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 
+MANY_COLOURS = 20
+"""How many distinct colours a figure of more than ten points cycles through (matplotlib's ``tab20``)."""
+
+
 def _colour(i: int, n: int) -> str | tuple[float, ...]:
-    """The colour of the ``i``-th of ``n`` points: matplotlib's ten cycle colours, or twenty distinct
-    ones where there are more than ten points."""
-    return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % 20)
+    """The colour of the ``i``-th of ``n`` points: matplotlib's ten cycle colours, or
+    :data:`MANY_COLOURS` distinct ones where there are more than ten points."""
+    return f"C{i}" if n <= 10 else plt.get_cmap("tab20")(i % MANY_COLOURS)
 
 
 EXTENSION_MARKERS = ("o", "D", "^")
-"""The markers of extension points, a new one after each twenty colours: colour and shape together
-tell up to sixty points apart."""
+"""The markers of extension points, a new one after each round of :data:`MANY_COLOURS` colours:
+colour and shape together tell up to sixty points apart."""
 
 
 def _marker(i: int, faithful: bool) -> str:
     """The marker of the ``i``-th point: a square for the paper's settings, else
     :data:`EXTENSION_MARKERS` by the round of colours the point falls in."""
-    return "s" if faithful else EXTENSION_MARKERS[(i // 20) % len(EXTENSION_MARKERS)]
+    return "s" if faithful else EXTENSION_MARKERS[(i // MANY_COLOURS) % len(EXTENSION_MARKERS)]
 
 
 def plot_tradeoff(summary: Mapping[str, Any], code: str = "z") -> Figure:
