@@ -227,7 +227,8 @@ def page_summary(name: str, budget: str, summary: str | Path, runs: str | Path, 
     """The sweep a book page shows. Under the ``full`` budget: the committed summary at ``summary`` where
     it exists, else the sweep run (or its finished runs reused) in ``runs`` and its summary copied to
     ``summary``. Under another budget: ``smoke_points`` trained for one seed in a new temporary folder,
-    one at a time, so that a test of the page never touches the committed runs."""
+    one at a time, so that a test of the page never touches the committed runs; that folder is the
+    summary's ``"runs"``."""
     summary = Path(summary)
     if settings.budget(budget) == "full":
         if summary.exists():
@@ -236,8 +237,8 @@ def page_summary(name: str, budget: str, summary: str | Path, runs: str | Path, 
         summary.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(runs) / "sweep.json", summary)
         return result
-    return run(name, budget, tempfile.mkdtemp(prefix=f"dislib-sweep-{name}-"), points=smoke_points, device=device, jobs=1,
-               progress=False)
+    folder = tempfile.mkdtemp(prefix=f"dislib-sweep-{name}-")
+    return {**run(name, budget, folder, points=smoke_points, device=device, jobs=1, progress=False), "runs": folder}
 
 
 def kept_points(path: Path, summary: dict[str, Any], sweep: Sweep) -> dict[str, dict]:
@@ -305,6 +306,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     measured = MEASURES[sweep.measure](model, sweep.dataset, train, test, plan.probe_size, seed)
     result = {"protocol_version": PROTOCOL_VERSIONS[sweep.measure], "seed": seed, "probe_size": plan.probe_size, **measured,
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
+              **{k: trained[k] for k in ("forward_dtype",) if k in trained},  # recorded since runs say it
               "history": {"steps": history.steps, "metrics": history.metrics}}
     write_json(out / EVALUATION, result)
     return result

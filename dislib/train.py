@@ -284,8 +284,16 @@ def fit(
                                             "seed": seed, "seconds": round(history.seconds, 1),
                                             "step_seconds": round(history.step_seconds, 1),
                                             "eval_seconds": round(history.eval_seconds, 1),
-                                            "device": history.device, "threads": history.threads, **history.last()})
+                                            "device": history.device, "threads": history.threads,
+                                            "forward_dtype": forward_dtype(model), **history.last()})
     return history
+
+
+def forward_dtype(model: Model) -> str:
+    """The precision ``model``'s forward passes compute in: ``"bfloat16"`` under its autocast (on the fast
+    path, only where the hardware computes in bfloat16: :func:`dislib.precision.prepare`), else
+    ``"float32"``. The fast path's numbers depend on it, so a run's ``metrics.json`` records it."""
+    return str(model.autocast_dtype or torch.float32).removeprefix("torch.")
 
 
 def _check_arguments(model: Model, train_data: LabelledData, test_data: LabelledData | None) -> None:

@@ -20,14 +20,23 @@ to A, and how often it is closer to B; a digit classifier says whose digit it sh
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dislib import settings
+from dislib.compare_table import spread, spread_cell
+from dislib.data import load
 from dislib.data.base import check_pixels
 from dislib.evaluate import decode_codes, encode_dataset
 from dislib.models.base import Disentangler
-from dislib.quality import classifier_probabilities
+from dislib.quality import cached_classifier, classifier_accuracy, classifier_probabilities
+from dislib.report import table
+from dislib.train import METRICS, load_model, read_json, write_json
 
 LIT_FRACTION = 0.5
 """A pixel is lit when its brightest channel reaches this fraction of the image's brightest pixel."""
@@ -135,3 +144,70 @@ def transfer_scores(
     for name, images in (("digit_accuracy", moved), ("reconstruction_digit_accuracy", rebuilt)):
         scores[name] = float((classifier_probabilities(classifier, images, batch_size).argmax(1) == digits).float().mean())
     return scores
+
+
+TRANSFER_COLUMNS = {"colour_follows_style": "colour follows B", "extent_follows_style": "extent follows B",
+                    "stroke_follows_style": "stroke follows B", "digit_accuracy": "A's digit read",
+                    "reconstruction_digit_accuracy": "A's digit read (reconstruction)"}
+"""The columns of a sweep's transfer table (:func:`sweep_transfers`): fractions of the pairs."""
+
+
+def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str], pairs: int = 1_000,
+                    classifier_steps: int = 1_500, device: str | torch.device | None = None) -> dict[str, Any]:
+    """:func:`transfer_scores` of every run of the points ``names`` of a sweep's ``summary``
+    (:func:`dislib.sweep.run`), whose runs lie in ``runs``: A the first ``pairs`` test images, B the
+    next ``pairs``, the digit read by a classifier of ``classifier_steps`` steps trained on the
+    training digits (seed 0, kept in ``runs``). Returns each point's runs and their mean and spread.
+    """
+    dataset, runs = summary["dataset"], Path(runs)
+    missing = [name for name in names if name not in summary["points"]]
+    if missing:
+        raise ValueError(f"no point {missing} in the sweep {summary['sweep']!r}; its points are {', '.join(summary['points'])}")
+    folders = {name: {r["seed"]: runs / f"{summary['points'][name]['key']}-seed{r['seed']}" for r in summary["points"][name]["runs"]}
+               for name in names}
+    for name, seeds in folders.items():
+        for folder in seeds.values():
+            if not (folder / METRICS).exists():
+                raise FileNotFoundError(
+                    f"no finished run in {folder}: train it with python -m dislib sweep {summary['sweep']} --budget "
+                    f"{summary['budget']} --runs {runs} --point {summary['points'][name]['key']}")
+    test, test_digits = load(dataset, "test"), load(dataset, "test", label="digit")
+    if len(test) < 2 * pairs:
+        raise ValueError(f"{pairs:,} pairs need {2 * pairs:,} test images, {dataset} has {len(test):,}: ask for fewer pairs")
+    classifier = cached_classifier(load(dataset, "train", label="digit"), runs / f"classifier-{dataset}-seed0.pt",
+                                   steps=classifier_steps, device=device, progress=False)
+    content, style = test.images[:pairs].to(device), test.images[pairs : 2 * pairs].to(device)
+    points = {}
+    for name, seeds in folders.items():
+        measured = [{"seed": seed, **transfer_scores(load_model(folder, device), content, style, test_digits.labels[:pairs],
+                                                     classifier)} for seed, folder in seeds.items()]
+        points[name] = {"key": summary["points"][name]["key"], "runs": measured, **spread(measured)}
+    return {"sweep": summary["sweep"], "budget": summary["budget"], "pairs": pairs, "classifier_steps": classifier_steps,
+            "classifier_accuracy": classifier_accuracy(classifier, test_digits), "points": points}
+
+
+def page_transfers(summary: dict[str, Any], budget: str, result: str | Path, runs: str | Path, names: list[str],
+                   device: str | torch.device | None = None) -> dict[str, Any]:
+    """The transfers a book page shows, as :func:`dislib.sweep.page_summary` gives its sweep. Under the
+    ``full`` budget: the committed ``result`` where it exists, else :func:`sweep_transfers` of the runs in
+    ``runs`` (1,000 pairs, a classifier of 1,500 steps), written to ``result``. Under another budget:
+    those of the points of ``names`` that the smoke sweep trained, in its temporary folder
+    (``summary["runs"]``), on 50 pairs with a classifier of 20 steps."""
+    result = Path(result)
+    if settings.budget(budget) == "full":
+        if result.exists():
+            return read_json(result, "restore it from the repository, or delete it to measure it again from the runs")
+        measured = sweep_transfers(summary, runs, names, device=device)
+        write_json(result, measured)
+        return measured
+    return sweep_transfers(summary, summary["runs"], [name for name in names if name in summary["points"]], pairs=50,
+                           classifier_steps=20, device=device)
+
+
+def transfer_table(measured: dict[str, Any]) -> pd.DataFrame:
+    """A sweep's transfers (:func:`sweep_transfers`) as a table: one row per point, in each column of
+    :data:`TRANSFER_COLUMNS` the fraction of the pairs in percent, ``mean ± std`` over the seeds."""
+    rows = {name: {shown: spread_cell(key, point["mean"][key], point["std"][key], len(point["runs"]), percent=True)
+                   for key, shown in TRANSFER_COLUMNS.items()} for name, point in measured["points"].items()}
+    return table(rows, columns=list(TRANSFER_COLUMNS.values()), label=f"transfer G(z_A, e_B), {measured['pairs']:,} pairs "
+                 "(mean ± std over seeds)")

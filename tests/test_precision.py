@@ -80,7 +80,12 @@ def test_fit_records_the_mode_and_resumes_in_it(tmp_path):
     with pytest.raises(RunDirectoryError, match="mode 'fast' \\(asked for: 'eager'\\)"):
         fit(MODELS["vae"].for_dataset(images, latent_dim=2), images, budget=budget, out=out, progress=False, mode="eager")
     fit(MODELS["vae"].for_dataset(images, latent_dim=2), images, budget=budget, out=out, progress=False)
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4
+    assert metrics["forward_dtype"] == ("bfloat16" if precision.bf16_capable(torch.device("cpu")) else "float32")
+    eager = tmp_path / "eager"
+    fit(MODELS["vae"].for_dataset(images, latent_dim=2), images, budget=budget, out=eager, progress=False, mode="eager")
+    assert json.loads((eager / "metrics.json").read_text())["forward_dtype"] == "float32"  # on the CPU, whatever it has
 
 
 def test_a_run_from_before_the_fast_path_resumes_in_float32(tmp_path):

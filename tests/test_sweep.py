@@ -184,6 +184,36 @@ BASELINE_TOY = sweep.Sweep("dipvae1", "styled-mnist", (
 ), measure="latents", mode="fast")
 
 
+def test_a_pages_transfers_measure_every_run_of_its_points_or_read_the_committed_ones(fake_styled, monkeypatch, tmp_path):
+    from dislib import transfer
+    from dislib.train import write_json
+
+    monkeypatch.setitem(sweep.BUDGETS, "smoke", TINY)
+    monkeypatch.setitem(sweep.SWEEPS, "ruiz-toy", RUIZ_TOY)
+    summary = sweep.page_summary("ruiz-toy", "smoke", tmp_path / "sweep.json", tmp_path / "runs", ["rbvae"])
+    committed = tmp_path / "transfer.json"
+    measured = transfer.page_transfers(summary, "smoke", committed, tmp_path / "runs", ["Rb-VAE", "Rb-VAE + both regressors"])
+    assert list(measured["points"]) == ["Rb-VAE"] and measured["pairs"] == 50  # the points the smoke sweep trained
+    point = measured["points"]["Rb-VAE"]
+    assert [r["seed"] for r in point["runs"]] == [0, 1] and not committed.exists()
+    for key in transfer.TRANSFER_COLUMNS:
+        assert 0.0 <= point["mean"][key] <= 1.0 and key in point["std"]
+    shown = transfer.transfer_table(measured)
+    assert list(shown.index) == ["Rb-VAE"] and list(shown.columns) == list(transfer.TRANSFER_COLUMNS.values())
+    assert all(cell.endswith("%") and "±" in cell for cell in shown.loc["Rb-VAE"])
+    write_json(committed, measured)
+    monkeypatch.setattr(transfer, "transfer_scores", lambda *args: pytest.fail("a committed measurement is read"))
+    assert transfer.page_transfers(summary, "full", committed, tmp_path / "runs", ["Rb-VAE"]) == json.loads(
+        json.dumps(measured))
+    with pytest.raises(FileNotFoundError, match="no finished run in .*rbvae-seed0: train it with python -m dislib sweep "
+                                                "ruiz-toy --budget smoke --runs .* --point rbvae"):
+        transfer.sweep_transfers(summary, tmp_path / "elsewhere", ["Rb-VAE"], pairs=10, classifier_steps=2)
+    with pytest.raises(ValueError, match="no point \\['Rb'\\] in the sweep 'ruiz-toy'"):
+        transfer.sweep_transfers(summary, summary["runs"], ["Rb"], pairs=10, classifier_steps=2)
+    with pytest.raises(ValueError, match="60 pairs need 120 test images, styled-mnist has 100: ask for fewer pairs"):
+        transfer.sweep_transfers(summary, summary["runs"], ["Rb-VAE"], pairs=60, classifier_steps=2)
+
+
 def test_a_baseline_sweep_reads_the_style_from_all_latents_as_table_1_does(fake_styled, monkeypatch, tmp_path):
     from dislib import evaluate
     from dislib.data.styled import regression_sets
