@@ -159,6 +159,8 @@ def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str],
     next ``pairs``, the digit read by a classifier of ``classifier_steps`` steps trained on the
     training digits (seed 0, kept in ``runs``). Returns each point's runs and their mean and spread.
     """
+    if pairs < 1 or classifier_steps < 1:
+        raise ValueError(f"pairs and classifier_steps must be at least 1, got {pairs} and {classifier_steps}")
     dataset, runs = summary["dataset"], Path(runs)
     missing = [name for name in names if name not in summary["points"]]
     if missing:
@@ -200,6 +202,9 @@ def page_transfers(summary: dict[str, Any], budget: str, result: str | Path, run
         measured = sweep_transfers(summary, runs, names, device=device)
         write_json(result, measured)
         return measured
+    if "runs" not in summary:
+        raise ValueError(f"under the {budget!r} budget page_transfers measures the runs of a smoke sweep: pass the summary "
+                         "that dislib.sweep.page_summary returned under that budget (it names its folder, 'runs')")
     return sweep_transfers(summary, summary["runs"], [name for name in names if name in summary["points"]], pairs=50,
                            classifier_steps=20, device=device)
 

@@ -210,6 +210,10 @@ def test_a_pages_transfers_measure_every_run_of_its_points_or_read_the_committed
         transfer.sweep_transfers(summary, tmp_path / "elsewhere", ["Rb-VAE"], pairs=10, classifier_steps=2)
     with pytest.raises(ValueError, match="no point \\['Rb'\\] in the sweep 'ruiz-toy'"):
         transfer.sweep_transfers(summary, summary["runs"], ["Rb"], pairs=10, classifier_steps=2)
+    with pytest.raises(ValueError, match="under the 'smoke' budget page_transfers measures the runs of a smoke sweep"):
+        transfer.page_transfers({k: v for k, v in summary.items() if k != "runs"}, "smoke", committed, tmp_path, ["Rb-VAE"])
+    with pytest.raises(ValueError, match="pairs and classifier_steps must be at least 1, got 0 and 2"):
+        transfer.sweep_transfers(summary, summary["runs"], ["Rb-VAE"], pairs=0, classifier_steps=2)
     with pytest.raises(ValueError, match="60 pairs need 120 test images, styled-mnist has 100: ask for fewer pairs"):
         transfer.sweep_transfers(summary, summary["runs"], ["Rb-VAE"], pairs=60, classifier_steps=2)
 
