@@ -306,7 +306,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
     measured = MEASURES[sweep.measure](model, sweep.dataset, train, test, plan.probe_size, seed)
     result = {"protocol_version": PROTOCOL_VERSIONS[sweep.measure], "seed": seed, "probe_size": plan.probe_size, **measured,
               **{k: trained[k] for k in ("steps", "seconds", "threads", "device")},
-              **{k: trained[k] for k in ("forward_dtype",) if k in trained},  # recorded since runs say it
+              **{k: trained[k] for k in ("forward_dtype",) if k in trained},  # absent from runs trained before metrics.json had it
               "history": {"steps": history.steps, "metrics": history.metrics}}
     write_json(out / EVALUATION, result)
     return result

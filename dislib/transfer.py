@@ -16,6 +16,9 @@ A pixel is *lit* when its brightest channel reaches half the image's brightest p
 colours have ``||c||_1 = 1``, so a dim colour is as much a digit as a bright one).
 :func:`transfer_scores` then says, for each quantity, how close the transferred image is to B and
 to A, and how often it is closer to B; a digit classifier says whose digit it shows.
+
+:func:`sweep_transfers` measures every run of some points of a sweep (:mod:`dislib.sweep`), and
+:func:`page_transfers` keeps that measurement beside the book page that shows it.
 """
 
 from __future__ import annotations
@@ -165,8 +168,8 @@ def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str],
     missing = [name for name in names if name not in summary["points"]]
     if missing:
         raise ValueError(f"no point {missing} in the sweep {summary['sweep']!r}; its points are {', '.join(summary['points'])}")
-    folders = {name: {r["seed"]: runs / f"{summary['points'][name]['key']}-seed{r['seed']}" for r in summary["points"][name]["runs"]}
-               for name in names}
+    folders = {name: {r["seed"]: runs / f"{point['key']}-seed{r['seed']}" for r in point["runs"]}
+               for name, point in ((name, summary["points"][name]) for name in names)}
     for name, seeds in folders.items():
         for folder in seeds.values():
             if not (folder / METRICS).exists():
