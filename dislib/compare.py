@@ -51,7 +51,7 @@ from dislib.evaluate import code_views, decode_codes, encode_dataset, probe, reg
 from dislib.models import MODELS, Budget, Codes, Disentangler
 from dislib.compare_table import spread, summary_table
 from dislib.train import (CONVERGED, METRICS, RUN, History, RunDirectoryError, fit, load_model, read_measurement, read_run,
-                          write_json)
+                          seed_folder, write_json)
 
 DATASET = "styled-mnist"
 PROTOCOL_VERSION = 2  # bump when a measurement changes: stored results of another version are redone
@@ -314,7 +314,7 @@ def trained_model(method: Method, seed: int, plan: CompareBudget, folder: Path, 
     """The method's model of ``seed`` trained under ``plan`` in ``FOLDER/KEY-seedN``: a finished run is
     loaded, an unfinished one resumed, a missing one trained (``restart``: trained anew). Returns the
     model, its history and its ``metrics.json``."""
-    out = folder / f"{method.key}-seed{seed}"
+    out = seed_folder(folder, method.key, seed)
     train = data.load(DATASET, "train", label=method.label)
     settings.seed_everything(seed)
     model = build(method, train)

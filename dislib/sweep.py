@@ -45,7 +45,7 @@ from dislib.models.ruiz import BOTH_REGRESSORS, BOUND_START, LIGHT_CODE_RECONSTR
 from dislib.models.zheng import LEAST_LEAK, STRONG_ADVERSARY
 from dislib.report import LEAK_COLUMNS, table
 from dislib.split import style_from_latents, style_split
-from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, read_measurement, write_json
+from dislib.train import METRICS, RunDirectoryError, fit, load_model, read_json, read_measurement, seed_folder, write_json
 
 EVALUATION = "evaluation.json"
 PROTOCOL_VERSIONS = {"leak": 1, "split": 2, "latents": 1}
@@ -284,7 +284,7 @@ def _run_one(sweep: Sweep, point: Point, seed: int, plan: SweepBudget, folder: P
              restart: bool = False) -> dict:
     """Train (or resume, or reuse; with ``restart``, train anew) one run and measure it; the measurement
     is kept in its directory."""
-    out = folder / f"{point.key}-seed{seed}"
+    out = seed_folder(folder, point.key, seed)
     stored = {} if restart else stored_evaluation(out / EVALUATION, sweep.measure)
     if (out / METRICS).exists() and (stored.get("protocol_version"), stored.get("seed"), stored.get("probe_size")) == (
             PROTOCOL_VERSIONS[sweep.measure], seed, plan.probe_size):

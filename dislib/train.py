@@ -289,6 +289,11 @@ def fit(
     return history
 
 
+def seed_folder(runs: str | Path, name: str, seed: int) -> Path:
+    """``RUNS/NAME-seedN``: where a chapter, a sweep or a comparison keeps the run of ``name`` and ``seed``."""
+    return Path(runs) / f"{name}-seed{seed}"
+
+
 def forward_dtype(model: Model) -> str:
     """The precision ``model``'s forward passes compute in: ``"bfloat16"`` under its autocast (on the fast
     path, only where the hardware computes in bfloat16: :func:`dislib.precision.prepare`), else
@@ -606,7 +611,7 @@ def train_or_load(
     budget_name = settings.budget(budget)
     named = model.budget(budget_name)
     plan = replace(named, steps=named.steps + extra_steps)
-    out = Path(runs) / f"{name}-seed{seed}" if runs is not None and budget_name == "full" else None
+    out = seed_folder(runs, name, seed) if runs is not None and budget_name == "full" else None
     finished = out is not None and (out / METRICS).exists() and (out / CHECKPOINT).exists()
     history = fit(model, train_data, test_data, budget=plan, seed=seed, out=out, device=device, progress=False, mode=mode)
     trained = f"{plan.steps} steps of {plan.batch_size} images in {history.seconds:.0f} s"

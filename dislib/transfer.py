@@ -39,7 +39,7 @@ from dislib.evaluate import decode_codes, encode_dataset
 from dislib.models.base import Disentangler
 from dislib.quality import cached_classifier, classifier_accuracy, classifier_probabilities
 from dislib.report import table
-from dislib.train import METRICS, load_model, read_json, write_json
+from dislib.train import METRICS, load_model, read_json, seed_folder, write_json
 
 LIT_FRACTION = 0.5
 """A pixel is lit when its brightest channel reaches this fraction of the image's brightest pixel."""
@@ -168,7 +168,7 @@ def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str],
     missing = [name for name in names if name not in summary["points"]]
     if missing:
         raise ValueError(f"no point {missing} in the sweep {summary['sweep']!r}; its points are {', '.join(summary['points'])}")
-    folders = {name: {r["seed"]: runs / f"{point['key']}-seed{r['seed']}" for r in point["runs"]}
+    folders = {name: {r["seed"]: seed_folder(runs, point["key"], r["seed"]) for r in point["runs"]}
                for name, point in ((name, summary["points"][name]) for name in names)}
     for name, seeds in folders.items():
         for folder in seeds.values():
