@@ -168,14 +168,15 @@ def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str],
     missing = [name for name in names if name not in summary["points"]]
     if missing:
         raise ValueError(f"no point {missing} in the sweep {summary['sweep']!r}; its points are {', '.join(summary['points'])}")
-    folders = {name: {r["seed"]: seed_folder(runs, point["key"], r["seed"]) for r in point["runs"]}
-               for name, point in ((name, summary["points"][name]) for name in names)}
+    stored = summary["points"]
+    folders = {name: {r["seed"]: seed_folder(runs, stored[name]["key"], r["seed"]) for r in stored[name]["runs"]}
+               for name in names}
     for name, seeds in folders.items():
         for folder in seeds.values():
             if not (folder / METRICS).exists():
                 raise FileNotFoundError(
                     f"no finished run in {folder}: train it with python -m dislib sweep {summary['sweep']} --budget "
-                    f"{summary['budget']} --runs {runs} --point {summary['points'][name]['key']}")
+                    f"{summary['budget']} --runs {runs} --point {stored[name]['key']}")
     test, test_digits = load(dataset, "test"), load(dataset, "test", label="digit")
     if len(test) < 2 * pairs:
         raise ValueError(f"{pairs:,} pairs need {2 * pairs:,} test images, {dataset} has {len(test):,}: ask for fewer pairs")
@@ -186,7 +187,7 @@ def sweep_transfers(summary: dict[str, Any], runs: str | Path, names: list[str],
     for name, seeds in folders.items():
         measured = [{"seed": seed, **transfer_scores(load_model(folder, device), content, style, test_digits.labels[:pairs],
                                                      classifier)} for seed, folder in seeds.items()]
-        points[name] = {"key": summary["points"][name]["key"], "runs": measured, **spread(measured)}
+        points[name] = {"key": stored[name]["key"], "runs": measured, **spread(measured)}
     return {"sweep": summary["sweep"], "budget": summary["budget"], "pairs": pairs, "classifier_steps": classifier_steps,
             "classifier_accuracy": classifier_accuracy(classifier, test_digits), "points": points}
 
